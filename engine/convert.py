@@ -1,0 +1,186 @@
+"""Convert an official Hugging Face checkpoint folder into our model folder (DESIGN.md layout).
+
+Everything is written beside the destination under temporary names and moved into place; model.json is
+written last, so an interrupted conversion never leaves a folder that claims files it does not have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .. import __version__
+from .encoder_export import build_backend, build_frontend, quantize_int8
+from .errors import Qwen3ASRError
+from .hf_checkpoint import Checkpoint, load_checkpoint
+from .mel import MelConfig
+from .model_folder import (
+    ENCODER_PRECISIONS,
+    FORMAT,
+    FORMAT_VERSION,
+    backend_file,
+    frontend_file,
+    load_model_info,
+    sha256_of,
+    temporary_beside,
+    write_json_atomic,
+)
+
+_HUB_SNAPSHOT = re.compile(
+    r"models--(?P<org>[^/\\]+?)--(?P<name>[^/\\]+)[/\\]snapshots[/\\](?P<rev>[0-9a-f]{7,})"
+)
+
+
+def _source_of(folder: Path, repo: str | None, revision: str | None) -> dict:
+    match = _HUB_SNAPSHOT.search(str(folder.resolve()))
+    if match and repo is None:
+        repo = f"{match['org']}/{match['name']}"
+    if match and revision is None:
+        revision = match["rev"]
+    return {"repo": repo, "revision": revision, "folder": str(folder.resolve())}
+
+
+def _mel_config(ckpt: Checkpoint) -> MelConfig:
+    pre = ckpt.folder / "preprocessor_config.json"
+    base = MelConfig(num_mel_bins=ckpt.audio.num_mel_bins)
+    if not pre.exists():
+        return base
+    p = json.loads(pre.read_text(encoding="utf-8"))
+    return dataclasses.replace(
+        base,
+        sampling_rate=int(p.get("sampling_rate", base.sampling_rate)),
+        n_fft=int(p.get("n_fft", base.n_fft)),
+        hop_length=int(p.get("hop_length", base.hop_length)),
+        num_mel_bins=int(p.get("feature_size", base.num_mel_bins)),
+    )
+
+
+def _save_onnx(model: onnx.ModelProto, path: Path) -> None:
+    tmp = temporary_beside(path)
+    try:
+        onnx.save_model(model, str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def convert(
+    src: Path | str,
+    dest: Path | str,
+    encoder_precisions: Iterable[str] = ("fp32",),
+    repo: str | None = None,
+    revision: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Convert checkpoint `src` into model folder `dest`; returns `dest`.
+
+    An existing model folder at `dest` from the same checkpoint is updated (new precisions added); any other
+    non-empty folder is refused, so conversion never clobbers unrelated files.
+    """
+    src, dest = Path(src), Path(dest)
+    say = progress or (lambda _msg: None)
+    precisions = list(dict.fromkeys(encoder_precisions))
+    for p in precisions:
+        if p not in ENCODER_PRECISIONS:
+            raise Qwen3ASRError(
+                f"unknown encoder precision {p!r}; choose from {', '.join(ENCODER_PRECISIONS)}"
+            )
+    ckpt = load_checkpoint(src)
+    files: dict[str, dict] = {}
+    if dest.exists() and any(dest.iterdir()):
+        if not (dest / "model.json").exists():
+            raise Qwen3ASRError(
+                f"{dest}: exists and is not a model folder; choose an empty or new destination"
+            )
+        old = load_model_info(dest)
+        if dataclasses.asdict(old.audio) != dataclasses.asdict(ckpt.audio) or old.kind != ckpt.kind:
+            raise Qwen3ASRError(f"{dest}: holds a different model; choose another destination")
+        files = dict(old.files)
+    updating = bool(files)
+    # Work in a staging folder: beside dest for a new folder (renamed into place at the end), inside dest
+    # when adding to an existing one. An interruption removes the staging folder and nothing else.
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest if updating else dest.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    stage.chmod(0o777 & ~umask)
+    try:
+        _write_encoders(ckpt, stage, precisions, say)
+        for name in sorted(p.name for p in stage.iterdir()):
+            files[name] = {"bytes": (stage / name).stat().st_size, "sha256": sha256_of(stage / name)}
+        write_json_atomic(stage / "model.json", _model_json(ckpt, src, repo, revision, files))
+        if updating:
+            for item in stage.iterdir():
+                if item.name != "model.json":
+                    os.replace(item, dest / item.name)
+            os.replace(stage / "model.json", dest / "model.json")
+            stage.rmdir()
+        else:
+            if dest.exists():
+                dest.rmdir()  # empty, checked above
+            os.replace(stage, dest)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    say(f"wrote {dest / 'model.json'}")
+    return dest
+
+
+def _write_encoders(ckpt: Checkpoint, out: Path, precisions: list[str], say: Callable[[str], None]) -> None:
+    """The two encoder graphs per precision; int8 is quantized from fp32 graphs (kept only if asked for)."""
+    for precision in precisions:
+        if precision == "int8":
+            continue
+        dtype = np.float16 if precision == "fp16" else np.float32
+        say(f"encoder frontend ({precision})")
+        _save_onnx(build_frontend(ckpt, dtype), out / frontend_file(precision))
+        say(f"encoder backend ({precision})")
+        _save_onnx(build_backend(ckpt, dtype), out / backend_file(precision))
+    if "int8" in precisions:
+        with tempfile.TemporaryDirectory(dir=out, prefix=".int8-") as tmp:
+            for name_of, build in ((frontend_file, build_frontend), (backend_file, build_backend)):
+                fp32 = out / name_of("fp32")
+                if "fp32" not in precisions:
+                    fp32 = Path(tmp) / name_of("fp32")
+                    _save_onnx(build(ckpt, np.float32), fp32)
+                say(f"{name_of('int8')} (int8 weights)")
+                quantize_int8(fp32, out / name_of("int8"))
+
+
+def _model_json(ckpt: Checkpoint, src: Path, repo: str | None, revision: str | None, files: dict) -> dict:
+    audio = dataclasses.asdict(ckpt.audio)
+    audio.update(
+        chunk_frames=ckpt.audio.chunk_frames,
+        tokens_per_chunk=ckpt.audio.tokens_per_chunk,
+        window_tokens=ckpt.audio.window_tokens,
+    )
+    info = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": ckpt.kind,
+        "created_by": f"qwen3asr-plugin {__version__}",
+        "source": _source_of(src, repo, revision),
+        "audio": audio,
+        "text": dataclasses.asdict(ckpt.text),
+        "mel": _mel_config(ckpt).to_dict(),
+        "tokens": ckpt.token_ids,
+        "eos_token_ids": list(ckpt.eos_token_ids),
+        "languages": list(ckpt.languages),
+        "files": dict(sorted(files.items())),
+    }
+    if ckpt.kind == "aligner":
+        info["aligner"] = {
+            "classify_num": ckpt.classify_num,
+            "timestamp_segment_ms": ckpt.timestamp_segment_ms,
+        }
+    return info

@@ -1,0 +1,121 @@
+"""Run the split audio encoder with onnxruntime: mel [n_mels, L] -> audio embeddings [T, output_dim].
+
+The frontend runs over whole chunks of chunk_frames mel frames, many per call; the tail chunk is zero-padded to
+a full chunk as the reference does, and only its valid tokens are kept. The backend runs over whole attention
+windows, a bounded group per call, so memory stays flat however long the input is; windows are independent,
+so grouping does not change the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ModelError
+from .hf_checkpoint import audio_tokens_for_frames, conv_out_len
+from .model_folder import ModelInfo, backend_file, frontend_file
+from .providers import choose_providers
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    precision: str | None = None  # fp32, fp16, int8; None picks by device
+    device: str | None = None  # auto, gpu, dml, cuda, cpu
+    device_index: int = 0
+    threads: int = 0  # 0 lets onnxruntime decide
+    frontend_chunks_per_call: int = 16
+    backend_windows_per_call: int = 8
+
+
+def default_precision(available: list[str], gpu: bool) -> str:
+    """fp16 on a GPU provider, else fp32 where present (CPU), else whatever the folder has."""
+    order = ["fp16", "fp32", "int8"] if gpu else ["fp32", "int8", "fp16"]
+    for p in order:
+        if p in available:
+            return p
+    raise ModelError("model folder has no encoder files; run `qwen3asr convert`")
+
+
+class AudioEncoder:
+    """The two ONNX sessions of one model folder."""
+
+    def __init__(self, info: ModelInfo, options: EncoderOptions = EncoderOptions()):
+        import onnxruntime as ort
+
+        self.info = info
+        self.options = options
+        providers = choose_providers(options.device, options.device_index)
+        gpu = providers[0][0] != "CPUExecutionProvider"
+        self.precision = options.precision or default_precision(info.encoder_precisions, gpu)
+        if self.precision not in info.encoder_precisions:
+            raise ModelError(
+                f"{info.folder}: no {self.precision} encoder; convert with "
+                f"`qwen3asr convert SRC {info.folder} --encoder-precision {self.precision}`"
+            )
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if options.threads:
+            so.intra_op_num_threads = options.threads
+        names = [p for p, _ in providers]
+        opts = [o for _, o in providers]
+        try:
+            self.frontend = ort.InferenceSession(
+                str(info.path(frontend_file(self.precision))), so, providers=names, provider_options=opts
+            )
+            self.backend = ort.InferenceSession(
+                str(info.path(backend_file(self.precision))), so, providers=names, provider_options=opts
+            )
+        except ModelError:
+            raise
+        except Exception as exc:  # onnxruntime raises its own types for corrupt graphs
+            raise ModelError(
+                f"{info.folder}: cannot load the {self.precision} encoder ({str(exc).splitlines()[0]}); "
+                f"convert the model again (`qwen3asr convert SRC {info.folder}`)"
+            ) from exc
+        self.providers = self.frontend.get_providers()
+
+    def num_tokens(self, n_frames: int) -> int:
+        return audio_tokens_for_frames(n_frames, self.info.audio)
+
+    def frontend_tokens(self, mel: np.ndarray) -> np.ndarray:
+        """Frontend output for mel [n_mels, L]: the valid tokens of every chunk, [T, d_model]."""
+        dims = self.info.audio
+        n_mels, n_frames = mel.shape
+        if n_mels != dims.num_mel_bins:
+            raise ValueError(f"mel has {n_mels} bins, the model expects {dims.num_mel_bins}")
+        chunk = dims.chunk_frames
+        n_chunks = -(-n_frames // chunk)
+        tail = n_frames - (n_chunks - 1) * chunk
+        step = max(1, self.options.frontend_chunks_per_call)
+        out = np.empty((self.num_tokens(n_frames), dims.d_model), dtype=np.float32)
+        row = 0
+        for first in range(0, n_chunks, step):
+            last = min(n_chunks, first + step)
+            block = np.zeros((last - first, 1, n_mels, chunk), dtype=np.float32)
+            piece = mel[:, first * chunk : last * chunk]
+            full = piece.shape[1] // chunk
+            block[:full, 0] = piece[:, : full * chunk].reshape(n_mels, full, chunk).transpose(1, 0, 2)
+            if full < last - first:  # the zero-padded tail chunk
+                block[full, 0, :, : piece.shape[1] - full * chunk] = piece[:, full * chunk :]
+            tokens = self.frontend.run(None, {"mel_chunks": block})[0]
+            for i in range(last - first):
+                keep = dims.tokens_per_chunk if first + i < n_chunks - 1 else conv_out_len(tail)
+                out[row : row + keep] = tokens[i, :keep]
+                row += keep
+        return out
+
+    def backend_embeddings(self, frames: np.ndarray) -> np.ndarray:
+        """Backend output for frontend tokens [T, d_model]: [T, output_dim], in groups of whole windows."""
+        group = self.info.audio.window_tokens * max(1, self.options.backend_windows_per_call)
+        out = np.empty((frames.shape[0], self.info.audio.output_dim), dtype=np.float32)
+        for start in range(0, frames.shape[0], group):
+            piece = np.ascontiguousarray(frames[start : start + group])
+            out[start : start + piece.shape[0]] = self.backend.run(None, {"frames": piece})[0]
+        return out
+
+    def encode(self, mel: np.ndarray) -> np.ndarray:
+        """Audio embeddings [T, output_dim] for mel [n_mels, L], ready to replace the audio placeholders."""
+        if mel.shape[1] == 0:
+            return np.zeros((0, self.info.audio.output_dim), dtype=np.float32)
+        return self.backend_embeddings(self.frontend_tokens(np.asarray(mel, dtype=np.float32)))

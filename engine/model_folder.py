@@ -1,0 +1,149 @@
+"""The converted model folder: model.json and the files it lists (DESIGN.md, "Converted model folder").
+
+model.json is the one place the runtime reads dims, token ids and mel parameters from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelError
+from .hf_checkpoint import AudioDims, TextDims
+from .mel import MelConfig
+
+FORMAT = "qwen3asr-plugin/model"
+FORMAT_VERSION = 1
+ENCODER_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def frontend_file(precision: str) -> str:
+    return f"encoder_frontend.{precision}.onnx"
+
+
+def backend_file(precision: str) -> str:
+    return f"encoder_backend.{precision}.onnx"
+
+
+def sha256_of(path: Path, block_bytes: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(block_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def temporary_beside(path: Path) -> Path:
+    """A new empty file next to `path` (same filesystem, so os.replace is atomic), with normal permissions."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return Path(tmp)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to a temporary file beside `path` and move it into place."""
+    tmp = temporary_beside(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A converted model folder as described by its model.json."""
+
+    folder: Path
+    kind: str
+    audio: AudioDims
+    text: TextDims
+    mel: MelConfig
+    token_ids: dict[str, int]
+    eos_token_ids: tuple[int, ...]
+    languages: tuple[str, ...]
+    files: dict[str, dict]
+    source: dict
+    raw: dict
+
+    @property
+    def encoder_precisions(self) -> list[str]:
+        return [
+            p for p in ENCODER_PRECISIONS if frontend_file(p) in self.files and backend_file(p) in self.files
+        ]
+
+    def path(self, name: str) -> Path:
+        """The path of a listed file, checked to exist with the size model.json records."""
+        entry = self.files.get(name)
+        if entry is None:
+            raise ModelError(f"{self.folder}: model.json lists no {name}; run `qwen3asr convert` with it")
+        path = self.folder / name
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ModelError(
+                f"{path}: missing; convert the model again (`qwen3asr convert SRC {self.folder}`)"
+            ) from None
+        if size != entry["bytes"]:
+            raise ModelError(
+                f"{path}: {size} bytes, expected {entry['bytes']} (truncated or replaced); "
+                f"convert the model again (`qwen3asr convert SRC {self.folder}`)"
+            )
+        return path
+
+    def verify(self, name: str) -> None:
+        """Full sha256 check of one listed file (slow for big files; run on demand)."""
+        if sha256_of(self.path(name)) != self.files[name]["sha256"]:
+            raise ModelError(f"{self.folder / name}: checksum mismatch (corrupt); convert the model again")
+
+
+def load_model_info(folder: Path | str) -> ModelInfo:
+    """Read and validate `folder`/model.json."""
+    folder = Path(folder)
+    path = folder / "model.json"
+    if not path.exists():
+        hint = (
+            " (this is a Hugging Face checkpoint: run `qwen3asr convert` on it)"
+            if (folder / "config.json").exists()
+            else ""
+        )
+        raise ModelError(f"{folder}: no model.json; not a converted model folder{hint}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable ({exc}); convert the model again") from exc
+    if raw.get("format") != FORMAT:
+        raise ModelError(f"{path}: not a qwen3asr-plugin model description")
+    if int(raw.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelError(
+            f"{path}: format version {raw['format_version']} is newer than this qwen3asr-plugin understands "
+            f"({FORMAT_VERSION}); upgrade with `pip install -U qwen3asr-plugin`"
+        )
+    try:
+        audio = AudioDims(**{k: raw["audio"][k] for k in AudioDims.__dataclass_fields__})
+        text = TextDims(**{k: raw["text"][k] for k in TextDims.__dataclass_fields__})
+    except KeyError as exc:
+        raise ModelError(f"{path}: missing field {exc}; convert the model again") from None
+    return ModelInfo(
+        folder=folder,
+        kind=raw["kind"],
+        audio=audio,
+        text=text,
+        mel=MelConfig.from_dict(raw.get("mel", {})),
+        token_ids={k: int(v) for k, v in raw["tokens"].items()},
+        eos_token_ids=tuple(raw.get("eos_token_ids", [])),
+        languages=tuple(raw.get("languages", [])),
+        files=raw.get("files", {}),
+        source=raw.get("source", {}),
+        raw=raw,
+    )

@@ -1,0 +1,1 @@
+"""Thin host adapters (mpv, Subtitle Edit, ffmpeg) over the public API."""

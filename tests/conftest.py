@@ -1,0 +1,60 @@
+"""Shared fixtures: random-weight checkpoints in two geometries, converted once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from qwen3asr_plugin.engine.convert import convert
+from tests.fixtures.checkpoint import make_checkpoint
+
+# The second geometry: the 0.6B encoder's heads (14 x 64), ffn, conv channels and 8 s windows at reduced depth,
+# with a compact vocabulary (special tokens at other ids than the official ones).
+HEAD_0_6B = {
+    "audio": {"encoder_layers": 2},
+    "text": {"num_hidden_layers": 1, "vocab_size": 1088},
+    "first_added_id": 1000,
+}
+GEOMETRIES = {"tiny": ("tiny", None), "0.6b-heads": ("0.6b", HEAD_0_6B)}
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """Lazily made checkpoint folders by geometry name."""
+    made: dict = {}
+
+    def get(name: str):
+        if name not in made:
+            preset, overrides = GEOMETRIES[name]
+            made[name] = make_checkpoint(
+                tmp_path_factory.mktemp(f"ckpt-{name}"), preset, seed=7, overrides=overrides
+            )
+        return made[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory, checkpoints):
+    """Lazily converted model folders (all encoder precisions) by geometry name."""
+    made: dict = {}
+
+    def get(name: str):
+        if name not in made:
+            made[name] = convert(
+                checkpoints(name),
+                tmp_path_factory.mktemp(f"model-{name}") / "m",
+                encoder_precisions=("fp32", "fp16", "int8"),
+            )
+        return made[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(checkpoints):
+    return checkpoints("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(models):
+    return models("tiny")

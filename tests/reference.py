@@ -1,0 +1,109 @@
+"""The independent reference: transformers' native Qwen3ASR (torch, fp32, eager) on a checkpoint folder.
+
+The checkpoint is in the official layout (`thinker.*`); transformers' native classes use the "-hf" naming, so
+the tensors are renamed with the map of qwen3-asr-architecture.md section 10. Loading is strict: a missing or
+unexpected tensor fails, which also checks that the fixtures use the official names.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from transformers import Qwen3ASRConfig, Qwen3ASRForConditionalGeneration, Qwen3ASRForTokenClassification
+
+_RENAMES = [
+    ("thinker.audio_tower.proj1.", "model.multi_modal_projector.linear_1."),
+    ("thinker.audio_tower.proj2.", "model.multi_modal_projector.linear_2."),
+    ("thinker.audio_tower.", "model.audio_tower."),
+    ("thinker.model.", "model.language_model."),
+]
+_AUDIO_KEYS = (
+    "num_mel_bins",
+    "encoder_layers",
+    "encoder_attention_heads",
+    "encoder_ffn_dim",
+    "d_model",
+    "output_dim",
+    "n_window",
+    "n_window_infer",
+    "downsample_hidden_size",
+    "activation_function",
+)
+_TEXT_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "rms_norm_eps",
+    "max_position_embeddings",
+    "tie_word_embeddings",
+)
+
+
+def reference_model(folder: Path):
+    """The transformers model for the checkpoint in `folder`, weights loaded strictly, fp32, eval mode."""
+    cfg = json.loads((Path(folder) / "config.json").read_text())
+    thinker = cfg["thinker_config"]
+    audio = {k: thinker["audio_config"][k] for k in _AUDIO_KEYS}
+    audio["model_type"] = "qwen3_asr_encoder"
+    text = {k: thinker["text_config"][k] for k in _TEXT_KEYS}
+    text.update(
+        model_type="qwen3",
+        rope_parameters={"rope_type": "default", "rope_theta": thinker["text_config"]["rope_theta"]},
+    )
+    aligner = "forced_aligner" in thinker["model_type"]
+    kwargs = dict(
+        audio_config=audio,
+        text_config=text,
+        audio_token_id=thinker["audio_token_id"],
+        tie_word_embeddings=text["tie_word_embeddings"],
+    )
+    state = load_file(str(Path(folder) / "model.safetensors"))
+    renamed = {}
+    for key, value in state.items():
+        for old, new in _RENAMES:
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                break
+        else:
+            if key == "thinker.lm_head.weight":
+                key = "score.weight" if aligner else "lm_head.weight"
+        renamed[key] = value.float()
+    if aligner:
+        config = Qwen3ASRConfig(
+            **kwargs, timestamp_token_id=cfg["timestamp_token_id"], num_labels=thinker["classify_num"]
+        )
+        model = Qwen3ASRForTokenClassification(config)
+    else:
+        model = Qwen3ASRForConditionalGeneration(Qwen3ASRConfig(**kwargs))
+    model.config._attn_implementation = "eager"
+    for sub in (model.config.audio_config, model.config.text_config):
+        sub._attn_implementation = "eager"
+    if text["tie_word_embeddings"] and not aligner:
+        renamed.setdefault("lm_head.weight", renamed["model.language_model.embed_tokens.weight"])
+    missing, unexpected = model.load_state_dict(renamed, strict=False)
+    if missing or unexpected:
+        raise AssertionError(
+            f"checkpoint does not match the reference: missing {missing}, unexpected {unexpected}"
+        )
+    return model.float().eval()
+
+
+@torch.no_grad()
+def reference_audio_embeddings(model, mel: np.ndarray, n_window: int = 50) -> np.ndarray:
+    """Encoder + projector output [tokens, output_dim] for one mel [n_mels, L]; L padded to whole chunks."""
+    chunk = 2 * n_window
+    n_mels, n_frames = mel.shape
+    padded = -(-n_frames // chunk) * chunk
+    feats = torch.zeros(1, n_mels, padded)
+    feats[0, :, :n_frames] = torch.from_numpy(mel)
+    mask = torch.zeros(1, padded, dtype=torch.long)
+    mask[0, :n_frames] = 1
+    return model.get_audio_features(feats, mask).pooler_output.numpy()

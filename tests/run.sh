@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need on a fresh Linux machine, then runs every test.
+# A virtual environment in .venv gets the package (editable) with its test extra: pytest, ruff, and the
+# parity reference, transformers' native Qwen3ASR on torch 2.13.0 (CPU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+PATH="$PWD/.venv/bin:$PATH" .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,147 @@
+"""`qwen3asr convert`: the model folder's contents, model.json, safety of the destination, no torch needed."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from qwen3asr_plugin.engine import convert as convert_module
+from qwen3asr_plugin.engine.convert import convert
+from qwen3asr_plugin.engine.errors import ModelError, Qwen3ASRError
+from qwen3asr_plugin.engine.model_folder import load_model_info, sha256_of
+from tests.fixtures.checkpoint import make_checkpoint
+
+
+def test_model_json_is_read_from_the_checkpoint(tiny_checkpoint, tiny_model):
+    cfg = json.loads((tiny_checkpoint / "config.json").read_text())
+    thinker = cfg["thinker_config"]
+    info = load_model_info(tiny_model)
+    assert info.kind == "asr"
+    assert info.audio.d_model == thinker["audio_config"]["d_model"]
+    assert info.audio.n_window_infer == thinker["audio_config"]["n_window_infer"]
+    assert info.text.hidden_size == thinker["text_config"]["hidden_size"]
+    assert info.text.vocab_size == thinker["text_config"]["vocab_size"]
+    assert info.token_ids["audio_pad"] == thinker["audio_token_id"]
+    assert info.token_ids["im_start"] == 1001 and info.token_ids["asr_text"] == 1061
+    assert set(info.eos_token_ids) == {1000, 1002}
+    assert info.mel.num_mel_bins == 128 and info.mel.hop_length == 160
+    assert info.encoder_precisions == ["fp32", "fp16", "int8"]
+    assert "English" in info.languages
+    for name, entry in info.files.items():
+        path = tiny_model / name
+        assert path.stat().st_size == entry["bytes"]
+        assert sha256_of(path) == entry["sha256"]
+    assert sorted(p.name for p in tiny_model.iterdir()) == sorted([*info.files, "model.json"])
+
+
+def test_aligner_checkpoint_converts_with_its_head_facts(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "al", "aligner-tiny")
+    info = load_model_info(convert(ckpt, tmp_path / "alm"))
+    assert info.kind == "aligner"
+    assert info.raw["aligner"] == {"classify_num": 5000, "timestamp_segment_ms": 80}
+    assert info.token_ids["timestamp"] == 1062
+
+
+def test_conversion_does_not_need_torch(tiny_checkpoint, tmp_path):
+    """Users convert official checkpoints with `pip install qwen3asr-plugin` alone: no torch, no transformers."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers'):\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from qwen3asr_plugin.cli import main\n"
+        f"sys.exit(main(['convert', {str(tiny_checkpoint)!r}, {str(tmp_path / 'out')!r}, "
+        "'--encoder-precision', 'all', '--quiet']))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert load_model_info(tmp_path / "out").encoder_precisions == ["fp32", "fp16", "int8"]
+
+
+def test_refuses_unrelated_folder_and_other_model(tiny_checkpoint, tmp_path):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(Qwen3ASRError, match="not a model folder"):
+        convert(tiny_checkpoint, busy)
+    assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+
+    other = make_checkpoint(tmp_path / "other", "aligner-tiny")
+    dest = convert(tiny_checkpoint, tmp_path / "m")
+    with pytest.raises(Qwen3ASRError, match="different model"):
+        convert(other, dest)
+
+
+def test_adding_a_precision_keeps_the_others(tiny_checkpoint, tmp_path):
+    dest = convert(tiny_checkpoint, tmp_path / "m", encoder_precisions=["fp32"])
+    before = load_model_info(dest).files["encoder_backend.fp32.onnx"]
+    convert(tiny_checkpoint, dest, encoder_precisions=["int8"])
+    info = load_model_info(dest)
+    assert info.encoder_precisions == ["fp32", "int8"]
+    assert info.files["encoder_backend.fp32.onnx"] == before
+
+
+def test_interrupted_conversion_leaves_no_model_json_or_temp_files(tiny_checkpoint, tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    dest = tmp_path / "out" / "m"
+    updated = convert(tiny_checkpoint, tmp_path / "existing", encoder_precisions=["fp32"])
+    before = sorted(p.name for p in updated.iterdir())
+    monkeypatch.setattr(convert_module, "build_backend", boom)
+    for target, precision in ((dest, "fp32"), (updated, "fp16")):
+        with pytest.raises(KeyboardInterrupt):
+            convert(tiny_checkpoint, target, encoder_precisions=[precision])
+    assert not dest.exists() and list((tmp_path / "out").iterdir()) == []
+    assert sorted(p.name for p in updated.iterdir()) == before
+    monkeypatch.undo()
+    convert(tiny_checkpoint, dest)  # a retry after an interruption just works
+    assert load_model_info(dest).encoder_precisions == ["fp32"]
+
+
+def test_damaged_or_newer_model_folders_give_clear_errors(tiny_checkpoint, tmp_path):
+    dest = convert(tiny_checkpoint, tmp_path / "m")
+    info = load_model_info(dest)
+    backend = dest / "encoder_backend.fp32.onnx"
+    backend.write_bytes(backend.read_bytes()[:1000])
+    with pytest.raises(ModelError, match="truncated.*qwen3asr convert"):
+        info.path("encoder_backend.fp32.onnx")
+    raw = json.loads((dest / "model.json").read_text())
+    raw["format_version"] = 99
+    (dest / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match="newer"):
+        load_model_info(dest)
+    with pytest.raises(ModelError, match="run `qwen3asr convert` on it"):
+        load_model_info(tiny_checkpoint)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "qwen3asr_plugin", "convert", str(tmp_path / "nope"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "nope" in lines[0] and "Traceback" not in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_converts(tiny_checkpoint, tmp_path):
+    run = subprocess.run(
+        [
+            "qwen3asr",
+            "convert",
+            str(tiny_checkpoint),
+            str(tmp_path / "o"),
+            "--encoder-precision",
+            "fp32,int8",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert load_model_info(tmp_path / "o").encoder_precisions == ["fp32", "int8"]

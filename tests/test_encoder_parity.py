@@ -1,0 +1,87 @@
+"""The split ONNX encoder against transformers' native Qwen3ASR on the same random weights (DESIGN.md bars)."""
+
+import numpy as np
+import pytest
+import torch
+
+from qwen3asr_plugin.engine.encoder import AudioEncoder, EncoderOptions
+from qwen3asr_plugin.engine.mel import log_mel
+from qwen3asr_plugin.engine.model_folder import load_model_info
+from tests.parity import BARS, LENGTHS, cosine, measure, speech_like
+from tests.reference import reference_audio_embeddings, reference_model
+
+_refs: dict = {}
+
+
+def _reference(checkpoints, geometry):
+    if geometry not in _refs:
+        _refs[geometry] = reference_model(checkpoints(geometry))
+    return _refs[geometry]
+
+
+@pytest.mark.parametrize("geometry", ["tiny", "0.6b-heads"])
+@pytest.mark.parametrize("length", list(LENGTHS))
+@pytest.mark.parametrize("precision", list(BARS))
+def test_encoder_matches_reference(models, checkpoints, geometry, length, precision):
+    r = measure(models(geometry), _reference(checkpoints, geometry), precision, LENGTHS[length])
+    assert r["tokens"] == r["ref_tokens"]
+    assert r["cosine"] >= BARS[precision], r
+    if precision == "fp32":
+        assert r["max_abs"] <= 1e-4 * max(1.0, r["ref_max_abs"]), r
+
+
+def test_windows_and_tail_padding_show_with_fixture_weights(checkpoints):
+    """The fixture's weights must make windowing and tail padding visible, or parity would prove little."""
+    ref = _reference(checkpoints, "0.6b-heads")
+    mel = log_mel(speech_like(LENGTHS["12.34s"]))
+    windowed = reference_audio_embeddings(ref, mel)
+    n = mel.shape[1]
+    feats = torch.zeros(1, 128, 1300)
+    feats[0, :, :n] = torch.from_numpy(mel)
+    mask = torch.zeros(1, 1300, dtype=torch.long)
+    mask[0, :n] = 1
+    with torch.no_grad():
+        full = ref.get_audio_features(
+            feats, mask, cu_seqlens=torch.tensor([0, windowed.shape[0]], dtype=torch.int32)
+        ).pooler_output
+    # Full attention would fail the fp32 bar by orders of magnitude (our fp32 max diff is about 1e-6).
+    assert cosine(windowed, full.numpy()) < BARS["fp32"]
+    assert np.abs(windowed - full.numpy()).max() > 1e-2
+
+    tower = ref.model.audio_tower
+    tail = torch.from_numpy(mel[:, 1200:])[None, None]  # 34 frames
+    padded = torch.nn.functional.pad(tail, (0, 100 - tail.shape[-1]))
+
+    def stem(x):
+        with torch.no_grad():
+            for conv in (tower.conv2d1, tower.conv2d2, tower.conv2d3):
+                x = torch.nn.functional.gelu(conv(x))
+        return x
+
+    unpadded = stem(tail)
+    valid = unpadded.shape[-1]
+    padded_out = stem(padded)[..., :valid]
+    # Only the last valid token sees the padded region; it must change clearly, the others not at all.
+    assert (unpadded[..., -1] - padded_out[..., -1]).abs().max() > 1e-2
+    assert (unpadded[..., :-1] - padded_out[..., :-1]).abs().max() < 1e-5
+
+
+def test_grouping_does_not_change_result(tiny_model):
+    """Frontend chunk batches and backend window groups are a memory bound, never a numerical change."""
+    info = load_model_info(tiny_model)
+    mel = log_mel(speech_like(16_000 * 20 + 321), info.mel)
+    big = AudioEncoder(info, EncoderOptions(precision="fp32", device="cpu")).encode(mel)
+    small = AudioEncoder(
+        info,
+        EncoderOptions(
+            precision="fp32", device="cpu", frontend_chunks_per_call=3, backend_windows_per_call=1
+        ),
+    ).encode(mel)
+    assert big.shape == small.shape == (info.audio.tokens_per_chunk * 20 + 5, info.audio.output_dim)
+    np.testing.assert_allclose(big, small, atol=1e-5)
+
+
+def test_window_is_read_from_config(tiny_model, models):
+    """tiny uses 4 s windows (n_window_infer 400), the 0.6B layout 8 s: both come from config.json."""
+    assert load_model_info(tiny_model).audio.window_tokens == 52
+    assert load_model_info(models("0.6b-heads")).audio.window_tokens == 104
