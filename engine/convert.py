@@ -21,6 +21,7 @@ import onnx
 from .. import __version__
 from .encoder_export import build_backend, build_frontend, quantize_int8
 from .errors import Qwen3ASRError
+from .gguf_export import DECODER_QUANTS, decoder_file, quantize_gguf, write_gguf
 from .hf_checkpoint import Checkpoint, load_checkpoint
 from .mel import MelConfig
 from .model_folder import (
@@ -78,6 +79,7 @@ def convert(
     src: Path | str,
     dest: Path | str,
     encoder_precisions: Iterable[str] = ("fp32",),
+    decoder_quants: Iterable[str] = ("q8_0",),
     repo: str | None = None,
     revision: str | None = None,
     progress: Callable[[str], None] | None = None,
@@ -90,6 +92,12 @@ def convert(
     src, dest = Path(src), Path(dest)
     say = progress or (lambda _msg: None)
     precisions = list(dict.fromkeys(encoder_precisions))
+    quants = list(dict.fromkeys(decoder_quants))
+    for q in quants:
+        if q not in DECODER_QUANTS:
+            raise Qwen3ASRError(
+                f"unknown decoder quantization {q!r}; choose from {', '.join(DECODER_QUANTS)}"
+            )
     for p in precisions:
         if p not in ENCODER_PRECISIONS:
             raise Qwen3ASRError(
@@ -116,6 +124,7 @@ def convert(
     stage.chmod(0o777 & ~umask)
     try:
         _write_encoders(ckpt, stage, precisions, say)
+        _write_decoders(ckpt, stage, quants, say)
         for name in sorted(p.name for p in stage.iterdir()):
             files[name] = {"bytes": (stage / name).stat().st_size, "sha256": sha256_of(stage / name)}
         write_json_atomic(stage / "model.json", _model_json(ckpt, src, repo, revision, files))
@@ -155,6 +164,24 @@ def _write_encoders(ckpt: Checkpoint, out: Path, precisions: list[str], say: Cal
                     _save_onnx(build(ckpt, np.float32), fp32)
                 say(f"{name_of('int8')} (int8 weights)")
                 quantize_int8(fp32, out / name_of("int8"))
+
+
+def _write_decoders(ckpt: Checkpoint, out: Path, quants: list[str], say: Callable[[str], None]) -> None:
+    """The text model as GGUF per quantization; q8_0 and q4_k are quantized from an f32 file."""
+    for quant in quants:
+        if quant in ("f32", "f16"):
+            say(f"{decoder_file(quant)}")
+            write_gguf(ckpt, out / decoder_file(quant), quant)
+    quantized = [q for q in quants if q not in ("f32", "f16")]
+    if quantized:
+        with tempfile.TemporaryDirectory(dir=out, prefix=".gguf-") as tmp:
+            f32 = out / decoder_file("f32")
+            if "f32" not in quants:
+                f32 = Path(tmp) / decoder_file("f32")
+                write_gguf(ckpt, f32, "f32")
+            for quant in quantized:
+                say(f"{decoder_file(quant)} (llama.cpp quantizer)")
+                quantize_gguf(f32, out / decoder_file(quant), quant)
 
 
 def _model_json(ckpt: Checkpoint, src: Path, repo: str | None, revision: str | None, files: dict) -> dict:

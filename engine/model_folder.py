@@ -82,6 +82,12 @@ class ModelInfo:
             p for p in ENCODER_PRECISIONS if frontend_file(p) in self.files and backend_file(p) in self.files
         ]
 
+    @property
+    def decoder_quants(self) -> list[str]:
+        from .gguf_export import DECODER_QUANTS, decoder_file
+
+        return [q for q in DECODER_QUANTS if decoder_file(q) in self.files]
+
     def path(self, name: str) -> Path:
         """The path of a listed file, checked to exist with the size model.json records."""
         entry = self.files.get(name)

@@ -35,6 +35,67 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _say(args: argparse.Namespace):
+    return None if getattr(args, "quiet", False) else (lambda msg: print(f"  {msg}", file=sys.stderr))
+
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from .api import ASRModel
+    from .engine.errors import Qwen3ASRError
+    from .engine.model_store import resolve_model
+
+    folder = resolve_model(args.model, pull_missing=True, progress=_say(args))
+    model = ASRModel(
+        folder,
+        device=args.device,
+        device_index=args.device_index,
+        encoder_precision=args.encoder_precision,
+        decoder_quant=args.decoder_quant,
+        threads=args.threads,
+        gpu_layers=args.gpu_layers,
+    )
+    failed = []
+    for n, path in enumerate(args.inputs):
+        try:
+            segments, _info = model.transcribe(
+                path, language=args.language, context=args.context, temperature_fallback=not args.no_fallback
+            )
+            if len(args.inputs) > 1:
+                print(f"{'' if n == 0 else chr(10)}==> {path} <==")
+            for segment in segments:
+                print(segment.text, flush=True)
+        except Qwen3ASRError as exc:
+            print(f"qwen3asr: error: {exc}", file=sys.stderr)
+            failed.append(path)
+    if failed:
+        print(f"qwen3asr: {len(failed)} of {len(args.inputs)} inputs failed", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .engine import model_store
+
+    if args.action == "list":
+        for name, preset in model_store.presets().items():
+            state = "installed" if model_store.is_installed(name) else "not installed"
+            default = " (default)" if preset.get("default") else ""
+            print(f"{name:28} {preset['repo']:34} {state}{default}")
+        print(f"models folder: {model_store.models_dir()}")
+        return 0
+    if args.action == "path":
+        if args.name:
+            print(model_store.resolve_model(args.name, pull_missing=False))
+        else:
+            print(model_store.models_dir())
+        return 0
+    names = args.name and [args.name] or [model_store.DEFAULT_MODEL]
+    for name in names:
+        dest = model_store.pull(name, revision=args.revision, progress=_say(args))
+        print(f"{name}: {dest}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qwen3asr", description="Local speech-to-subtitles with Qwen3-ASR.")
     parser.add_argument("--version", action="version", version=f"qwen3asr-plugin {__version__}")
@@ -54,7 +115,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--revision", help="source revision to record")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--decoder-quant", default="q8_0", help="comma list of f32, f16, q8_0, q4_k, or 'all' (default: q8_0)"
+    )
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("transcribe", help="transcribe audio or video files (plain text for now)")
+    p.add_argument("inputs", nargs="+", help="audio or video files")
+    p.add_argument(
+        "--model", help="preset name or model folder (default: qwen3-asr-0.6b, pulled on first use)"
+    )
+    p.add_argument("--language", help="force the language (name or ISO code, e.g. English, en, zh)")
+    p.add_argument("--context", help="background text for the model: names, terms, topic")
+    p.add_argument("--device", default="auto", help="auto, cpu, gpu, cuda, dml (encoder and decoder)")
+    p.add_argument("--device-index", type=int, default=0, help="which GPU")
+    p.add_argument("--gpu-layers", type=int, default=None, help="decoder layers on the GPU (default: all)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
+    p.add_argument("--encoder-precision", help="fp32, fp16 or int8 (default: the best the model folder has)")
+    p.add_argument("--decoder-quant", help="f32, f16, q8_0 or q4_k (default: the best the model folder has)")
+    p.add_argument("--no-fallback", action="store_true", help="greedy only: no temperature fallback on loops")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_transcribe)
+
+    p = sub.add_parser("models", help="list, locate or download models")
+    p.add_argument("action", choices=["list", "path", "pull"])
+    p.add_argument("name", nargs="?", help="preset name (pull: default qwen3-asr-0.6b)")
+    p.add_argument("--revision", help="checkpoint revision to pull")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_models)
     return parser
 
 

@@ -44,6 +44,7 @@ def models(tmp_path_factory, checkpoints):
                 checkpoints(name),
                 tmp_path_factory.mktemp(f"model-{name}") / "m",
                 encoder_precisions=("fp32", "fp16", "int8"),
+                decoder_quants=("f32", "q8_0"),
             )
         return made[name]
 

@@ -107,3 +107,47 @@ def reference_audio_embeddings(model, mel: np.ndarray, n_window: int = 50) -> np
     mask = torch.zeros(1, padded, dtype=torch.long)
     mask[0, :n_frames] = 1
     return model.get_audio_features(feats, mask).pooler_output.numpy()
+
+
+def padded_features(mel: np.ndarray, n_window: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mel right-padded to whole chunks plus its mask, as transformers' feature extractor hands them over."""
+    chunk = 2 * n_window
+    n_mels, n_frames = mel.shape
+    padded = -(-n_frames // chunk) * chunk
+    feats = torch.zeros(1, n_mels, padded)
+    feats[0, :, :n_frames] = torch.from_numpy(mel)
+    mask = torch.zeros(1, padded, dtype=torch.long)
+    mask[0, :n_frames] = 1
+    return feats, mask
+
+
+@torch.no_grad()
+def reference_logits(model, prompt_ids: list[int], mel: np.ndarray) -> np.ndarray:
+    """Last-position logits of the full model on a prompt whose audio placeholders match `mel`."""
+    feats, mask = padded_features(mel)
+    ids = torch.tensor([prompt_ids])
+    out = model(
+        input_ids=ids, input_features=feats, input_features_mask=mask, attention_mask=torch.ones_like(ids)
+    )
+    return out.logits[0, -1].numpy()
+
+
+@torch.no_grad()
+def reference_generate(
+    model, prompt_ids: list[int], mel: np.ndarray, max_new_tokens: int, eos_token_ids: list[int]
+) -> list[int]:
+    """transformers' greedy generate on the same prompt and audio; returns the new token ids (no eos)."""
+    feats, mask = padded_features(mel)
+    ids = torch.tensor([prompt_ids])
+    out = model.generate(
+        input_ids=ids,
+        input_features=feats,
+        input_features_mask=mask,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=eos_token_ids,
+        pad_token_id=eos_token_ids[0],
+    )
+    new = out[0, len(prompt_ids) :].tolist()
+    return [t for t in new if t not in eos_token_ids][: len(new)] if new and new[-1] in eos_token_ids else new

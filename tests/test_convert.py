@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -133,7 +134,7 @@ def test_cli_errors_are_one_line(tmp_path):
 def test_cli_converts(tiny_checkpoint, tmp_path):
     run = subprocess.run(
         [
-            "qwen3asr",
+            str(Path(sys.executable).parent / "qwen3asr"),
             "convert",
             str(tiny_checkpoint),
             str(tmp_path / "o"),

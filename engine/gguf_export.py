@@ -1,0 +1,162 @@
+"""Write the Qwen3 text model of a checkpoint as GGUF (architecture `qwen3`), without torch.
+
+The thinker's text model is a plain Qwen3 causal LM: its interleaved MRoPE reduces exactly to 1-D RoPE
+because every position is text-like (reference section 5), so llama.cpp's `qwen3` architecture runs it
+unchanged. The byte-level BPE tokenizer goes inside the file so llama.cpp tokenizes and detokenizes.
+Quantized files (q8_0, q4_k) come from llama.cpp's own quantizer, reached through llama-cpp-python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckpointError, Qwen3ASRError
+from .hf_checkpoint import Checkpoint
+
+TEXT_PREFIX = "thinker.model."
+DECODER_QUANTS = ("f32", "f16", "q8_0", "q4_k")
+# llama.cpp's llama_ftype values for the quantizer.
+_LLAMA_FTYPE = {"f32": 0, "f16": 1, "q8_0": 7, "q4_k": 15}  # q4_k = Q4_K_M
+
+
+def decoder_file(quant: str) -> str:
+    return f"decoder.{quant}.gguf"
+
+
+def read_tokenizer(folder: Path) -> tuple[dict[str, int], list[str], dict[int, tuple[str, bool]]]:
+    """(regular vocab, merges, added tokens by id -> (text, special)) from a checkpoint's tokenizer files."""
+    added: dict[int, tuple[str, bool]] = {}
+    tok_json = folder / "tokenizer.json"
+    if (folder / "vocab.json").exists() and (folder / "merges.txt").exists():
+        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        lines = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
+        merges = [line for line in lines if line and not line.startswith("#version")]
+    elif tok_json.exists():
+        model = json.loads(tok_json.read_text(encoding="utf-8"))["model"]
+        vocab = model["vocab"]
+        merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    else:
+        raise CheckpointError(f"{folder}: no tokenizer (vocab.json + merges.txt or tokenizer.json)")
+    if tok_json.exists():
+        for entry in json.loads(tok_json.read_text(encoding="utf-8")).get("added_tokens", []):
+            added[int(entry["id"])] = (entry["content"], bool(entry.get("special", True)))
+    cfg = folder / "tokenizer_config.json"
+    if cfg.exists():
+        for tid, entry in json.loads(cfg.read_text(encoding="utf-8")).get("added_tokens_decoder", {}).items():
+            added[int(tid)] = (entry["content"], bool(entry.get("special", True)))
+    if not merges:
+        raise CheckpointError(
+            f"{folder}: tokenizer has no merges; llama.cpp needs a BPE vocabulary with merges"
+        )
+    return vocab, merges, added
+
+
+def _token_table(ckpt: Checkpoint) -> tuple[list[str], list[int], list[str]]:
+    import gguf
+
+    vocab, merges, added = read_tokenizer(ckpt.folder)
+    n = ckpt.text.vocab_size
+    tokens = [f"[PAD{i}]" for i in range(n)]
+    types = [int(gguf.TokenType.UNUSED)] * n
+    for text, tid in vocab.items():
+        if tid < n:
+            tokens[tid], types[tid] = text, int(gguf.TokenType.NORMAL)
+    for tid, (text, special) in added.items():
+        if tid < n:
+            tokens[tid] = text
+            types[tid] = int(gguf.TokenType.CONTROL if special else gguf.TokenType.USER_DEFINED)
+    return tokens, types, merges
+
+
+def _text_tensors(ckpt: Checkpoint) -> Iterator[tuple[str, str]]:
+    """(gguf name, checkpoint name) pairs in file order."""
+    yield "token_embd.weight", TEXT_PREFIX + "embed_tokens.weight"
+    for i in range(ckpt.text.num_hidden_layers):
+        p = f"{TEXT_PREFIX}layers.{i}."
+        b = f"blk.{i}."
+        yield b + "attn_norm.weight", p + "input_layernorm.weight"
+        yield b + "attn_q.weight", p + "self_attn.q_proj.weight"
+        yield b + "attn_k.weight", p + "self_attn.k_proj.weight"
+        yield b + "attn_v.weight", p + "self_attn.v_proj.weight"
+        yield b + "attn_output.weight", p + "self_attn.o_proj.weight"
+        yield b + "attn_q_norm.weight", p + "self_attn.q_norm.weight"
+        yield b + "attn_k_norm.weight", p + "self_attn.k_norm.weight"
+        yield b + "ffn_norm.weight", p + "post_attention_layernorm.weight"
+        yield b + "ffn_gate.weight", p + "mlp.gate_proj.weight"
+        yield b + "ffn_up.weight", p + "mlp.up_proj.weight"
+        yield b + "ffn_down.weight", p + "mlp.down_proj.weight"
+    yield "output_norm.weight", TEXT_PREFIX + "norm.weight"
+    if ckpt.kind == "asr" and not ckpt.text.tie_word_embeddings:
+        yield "output.weight", "thinker.lm_head.weight"
+
+
+def write_gguf(ckpt: Checkpoint, path: Path, quant: str = "f32") -> None:
+    """Write the text model as an f32 or f16 GGUF to `path`, one tensor in memory at a time."""
+    import gguf
+
+    if quant not in ("f32", "f16"):
+        raise ValueError("write_gguf writes f32 or f16; quantize_gguf makes the others")
+    t = ckpt.text
+    w = gguf.GGUFWriter(str(path), "qwen3")
+    w.add_name(ckpt.config.get("_name_or_path") or ckpt.folder.name)
+    w.add_file_type(_LLAMA_FTYPE[quant])
+    w.add_context_length(t.max_position_embeddings)
+    w.add_embedding_length(t.hidden_size)
+    w.add_block_count(t.num_hidden_layers)
+    w.add_feed_forward_length(t.intermediate_size)
+    w.add_head_count(t.num_attention_heads)
+    w.add_head_count_kv(t.num_key_value_heads)
+    w.add_key_length(t.head_dim)
+    w.add_value_length(t.head_dim)
+    w.add_rope_freq_base(t.rope_theta)
+    w.add_layer_norm_rms_eps(t.rms_norm_eps)
+    tokens, types, merges = _token_table(ckpt)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    ids = ckpt.token_ids
+    w.add_eos_token_id(ids["im_end"])
+    if "endoftext" in ids:
+        w.add_pad_token_id(ids["endoftext"])
+        w.add_bos_token_id(ids["endoftext"])
+    w.add_add_bos_token(False)
+
+    store = ckpt.tensors
+    names = list(_text_tensors(ckpt))
+    for gguf_name, ckpt_name in names:
+        shape = store.shape(ckpt_name)
+        if gguf_name == "token_embd.weight" and shape[0] != t.vocab_size:
+            raise CheckpointError(
+                f"{ckpt.folder}: embed_tokens has {shape[0]} rows, config says {t.vocab_size}"
+            )
+        dtype = np.float16 if quant == "f16" and len(shape) == 2 else np.float32
+        w.add_tensor_info(gguf_name, shape, np.dtype(dtype), int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    for _gguf_name, ckpt_name in names:
+        array = store.get(ckpt_name)
+        if quant == "f16" and array.ndim == 2:
+            array = array.astype(np.float16)
+        w.write_tensor_data(np.ascontiguousarray(array))
+    w.close()
+
+
+def quantize_gguf(src: Path, dest: Path, quant: str, threads: int = 0) -> None:
+    """llama.cpp's quantizer from an f32 GGUF to `quant` (q8_0 or q4_k)."""
+    from .llama_runtime import llama
+
+    llama_cpp = llama()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = _LLAMA_FTYPE[quant]
+    params.nthread = threads or os.cpu_count() or 1
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dest).encode(), params)
+    if rc != 0:
+        raise Qwen3ASRError(f"llama.cpp could not quantize {src} to {quant} (code {rc})")

@@ -1,0 +1,134 @@
+"""Audio to segments: chunk, mel, encoder, prompt, decoder, parse. Lazy: work happens as the caller iterates."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .asr_output import parse_output
+from .chunking import split_audio
+from .decoder import DecoderOptions, TextDecoder
+from .encoder import AudioEncoder, EncoderOptions
+from .languages import canonical_language
+from .mel import log_mel
+from .model_folder import ModelInfo
+from .prompt import build_asr_prompt
+
+
+@dataclass(frozen=True)
+class Word:
+    start: float
+    end: float
+    word: str
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One transcribed chunk of speech; times in seconds from the start of the input."""
+
+    id: int
+    start: float
+    end: float
+    text: str
+    language: str | None
+    tokens: tuple[int, ...] = ()
+    temperature: float = 0.0
+    words: tuple[Word, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    language: str | None = None
+    context: str = ""
+    chunk_seconds: float = 30.0
+    tokens_per_second: float = 10.0  # token budget per second of audio (speech gives about 3-6)
+    min_new_tokens: int = 24
+    temperature_fallback: bool = True  # False: greedy only (the repetition guard still cuts loops)
+
+
+@dataclass
+class TranscriptionInfo:
+    language: str | None
+    duration: float
+    languages: list[str] = field(default_factory=list)
+
+
+class AsrPipeline:
+    """An ASR model folder loaded once: the encoder sessions and the llama.cpp decoder."""
+
+    def __init__(
+        self,
+        info: ModelInfo,
+        encoder: EncoderOptions = EncoderOptions(),
+        decoder: DecoderOptions = DecoderOptions(),
+    ):
+        if info.kind != "asr":
+            raise ValueError(f"{info.folder} is a {info.kind} model, not an ASR model")
+        self.info = info
+        self.encoder = AudioEncoder(info, encoder)
+        self.decoder = TextDecoder(info, decoder)
+
+    def transcribe_array(
+        self, audio: np.ndarray, options: TranscribeOptions
+    ) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        language = canonical_language(options.language, self.info.languages) if options.language else None
+        duration = audio.size / self.info.mel.sampling_rate
+        info = TranscriptionInfo(language=language, duration=duration)
+        return self._segments(audio, language, options, info), info
+
+    def _segments(
+        self, audio: np.ndarray, language: str | None, options: TranscribeOptions, info: TranscriptionInfo
+    ) -> Iterator[Segment]:
+        index = 0
+        for chunk in split_audio(audio, max_seconds=options.chunk_seconds):
+            seconds = chunk.n_samples / self.info.mel.sampling_rate
+            result = self.transcribe_chunk(
+                chunk.audio,
+                language,
+                options.context,
+                max_new_tokens=int(options.min_new_tokens + options.tokens_per_second * seconds),
+                temperatures=None if options.temperature_fallback else (0.0,),
+            )
+            parsed = result["parsed"]
+            if parsed.no_speech or not parsed.text:
+                continue
+            if parsed.language and parsed.language not in info.languages:
+                info.languages.append(parsed.language)
+                if info.language is None:
+                    info.language = parsed.language
+            yield Segment(
+                id=index,
+                start=round(chunk.start_seconds, 3),
+                end=round(chunk.end_seconds, 3),
+                text=parsed.text,
+                language=parsed.language,
+                tokens=tuple(result["tokens"]),
+                temperature=result["temperature"],
+            )
+            index += 1
+
+    def transcribe_chunk(
+        self,
+        audio: np.ndarray,
+        language: str | None,
+        context: str,
+        max_new_tokens: int,
+        temperatures: tuple[float, ...] | None = None,
+    ) -> dict:
+        """One chunk through mel, encoder and decoder: generated token ids and their parsed meaning."""
+        mel = log_mel(audio, self.info.mel)
+        embeddings = self.encoder.encode(mel)
+        prompt = build_asr_prompt(
+            self.decoder.tokenize, self.info.token_ids, embeddings.shape[0], context, language
+        )
+        gen = self.decoder.generate(prompt, embeddings, max_new_tokens, temperatures)
+        parsed = parse_output(gen.tokens, self.info.token_ids["asr_text"], self.decoder.detokenize, language)
+        return {
+            "tokens": gen.tokens,
+            "parsed": parsed,
+            "temperature": gen.temperature,
+            "prompt": prompt,
+            "generation": gen,
+        }
