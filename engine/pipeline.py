@@ -11,6 +11,7 @@ from .asr_output import parse_output
 from .chunking import split_audio
 from .decoder import DecoderOptions, TextDecoder
 from .encoder import AudioEncoder, EncoderOptions
+from .errors import ModelError
 from .languages import canonical_language
 from .mel import log_mel
 from .model_folder import ModelInfo
@@ -65,7 +66,10 @@ class AsrPipeline:
         decoder: DecoderOptions = DecoderOptions(),
     ):
         if info.kind != "asr":
-            raise ValueError(f"{info.folder} is a {info.kind} model, not an ASR model")
+            raise ModelError(
+                f"{info.folder}: is a forced-aligner model, not an ASR model; give a Qwen3-ASR model "
+                "(e.g. --model qwen3-asr-0.6b)"
+            )
         self.info = info
         self.encoder = AudioEncoder(info, encoder)
         self.decoder = TextDecoder(info, decoder)

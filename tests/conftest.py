@@ -14,7 +14,32 @@ HEAD_0_6B = {
     "text": {"num_hidden_layers": 1, "vocab_size": 1088},
     "first_added_id": 1000,
 }
-GEOMETRIES = {"tiny": ("tiny", None), "0.6b-heads": ("0.6b", HEAD_0_6B)}
+# The official vocabulary layout (special tokens from 151643, 151936 embedding rows) on tiny dims.
+OFFICIAL_IDS = {
+    "audio": {
+        "d_model": 32,
+        "encoder_layers": 1,
+        "encoder_attention_heads": 4,
+        "encoder_ffn_dim": 64,
+        "downsample_hidden_size": 8,
+        "output_dim": 64,
+    },
+    "text": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "mrope_section": [4, 2, 2],
+    },
+}
+GEOMETRIES = {
+    "tiny": ("tiny", None),
+    "0.6b-heads": ("0.6b", HEAD_0_6B),
+    "official-ids": ("0.6b", OFFICIAL_IDS),
+}
+SEED = 8
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +51,7 @@ def checkpoints(tmp_path_factory):
         if name not in made:
             preset, overrides = GEOMETRIES[name]
             made[name] = make_checkpoint(
-                tmp_path_factory.mktemp(f"ckpt-{name}"), preset, seed=7, overrides=overrides
+                tmp_path_factory.mktemp(f"ckpt-{name}"), preset, seed=SEED, overrides=overrides
             )
         return made[name]
 

@@ -53,7 +53,7 @@ def main() -> None:
     from pathlib import Path
 
     from qwen3asr_plugin.engine.convert import convert
-    from tests.conftest import GEOMETRIES
+    from tests.conftest import GEOMETRIES, SEED
     from tests.fixtures.checkpoint import make_checkpoint
     from tests.reference import reference_model
 
@@ -61,8 +61,8 @@ def main() -> None:
         print(
             f"{'geometry':12} {'length':>7} {'prec':>5} {'frames':>6} {'tokens':>6} {'cosine':>12} {'max_abs':>10}"
         )
-        for name, (preset, overrides) in GEOMETRIES.items():
-            ckpt = make_checkpoint(Path(tmp) / name, preset, seed=7, overrides=overrides)
+        for name, (preset, overrides) in list(GEOMETRIES.items())[:2]:
+            ckpt = make_checkpoint(Path(tmp) / name, preset, seed=SEED, overrides=overrides)
             model = convert(ckpt, Path(tmp) / f"{name}-model", encoder_precisions=BARS)
             ref = reference_model(ckpt)
             for label, n in LENGTHS.items():

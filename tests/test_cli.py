@@ -1,0 +1,68 @@
+"""`qwen3asr transcribe` on bad input: one line per problem, the batch goes on, non-zero exit at the end."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from scipy.io import wavfile
+
+from tests.parity import speech_like
+
+QWEN3ASR = str(Path(sys.executable).parent / "qwen3asr")
+
+
+def test_bad_inputs_are_reported_and_the_batch_goes_on(tiny_model, tmp_path):
+    good = tmp_path / "good one.wav"
+    wavfile.write(good, 16_000, speech_like(16_000))
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio")
+    run = subprocess.run(
+        [
+            QWEN3ASR,
+            "transcribe",
+            str(tmp_path / "missing.wav"),
+            str(text),
+            str(good),
+            "--model",
+            str(tiny_model),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1
+    errors = run.stderr.strip().splitlines()
+    assert "Traceback" not in run.stderr
+    assert any("missing.wav: no such file" in line for line in errors)
+    assert any("notes.wav" in line for line in errors)
+    assert errors[-1] == "qwen3asr: 2 of 3 inputs failed"
+    assert f"==> {good} <==" in run.stdout
+
+
+def test_wrong_model_kind_and_language(tiny_model, tmp_path):
+    wav = tmp_path / "a.wav"
+    wavfile.write(wav, 16_000, speech_like(16_000))
+    run = subprocess.run(
+        [QWEN3ASR, "transcribe", str(wav), "--model", str(tiny_model), "--language", "xx"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1 and "unknown language 'xx'" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 2  # the line for the file, then the summary
+
+
+def test_aligner_given_as_asr_model(tmp_path):
+    from qwen3asr_plugin.engine.convert import convert
+    from tests.fixtures.checkpoint import make_checkpoint
+
+    aligner = convert(make_checkpoint(tmp_path / "al", "aligner-tiny"), tmp_path / "alm", decoder_quants=[])
+    wav = tmp_path / "a.wav"
+    wavfile.write(wav, 16_000, speech_like(16_000))
+    run = subprocess.run(
+        [QWEN3ASR, "transcribe", str(wav), "--model", str(aligner)], capture_output=True, text=True
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        f"qwen3asr: error: {aligner}: is a forced-aligner model, not an ASR model; give a Qwen3-ASR model "
+        "(e.g. --model qwen3-asr-0.6b)"
+    ]

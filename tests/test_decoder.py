@@ -1,0 +1,254 @@
+"""The GGUF decoder under llama.cpp against transformers' native Qwen3ASR on the same random weights."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+from transformers import AutoTokenizer
+
+from qwen3asr_plugin import ASRModel
+from qwen3asr_plugin.engine.decoder import DecoderOptions, Generation, loop_start
+from qwen3asr_plugin.engine.encoder import EncoderOptions
+from qwen3asr_plugin.engine.errors import Qwen3ASRError
+from qwen3asr_plugin.engine.mel import log_mel
+from qwen3asr_plugin.engine.model_folder import load_model_info
+from qwen3asr_plugin.engine.pipeline import AsrPipeline
+from tests.parity import cosine, speech_like
+from tests.reference import reference_generate, reference_logits, reference_model
+
+GEOMETRIES = ["tiny", "0.6b-heads", "official-ids"]
+_cache: dict = {}
+
+
+def pipeline(models, geometry: str, quant: str = "f32", kv_f32: bool = True) -> AsrPipeline:
+    key = (geometry, quant, kv_f32)
+    if key not in _cache:
+        info = load_model_info(models(geometry))
+        _cache[key] = AsrPipeline(
+            info,
+            EncoderOptions(precision="fp32", device="cpu"),
+            DecoderOptions(quant=quant, kv_f32=kv_f32, temperatures=(0.0,)),
+        )
+    return _cache[key]
+
+
+def reference(checkpoints, geometry: str):
+    if ("ref", geometry) not in _cache:
+        _cache[("ref", geometry)] = reference_model(checkpoints(geometry))
+    return _cache[("ref", geometry)]
+
+
+AUDIO = speech_like(16_000 * 3 + 1234)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_f32_logits_match_reference(models, checkpoints, geometry):
+    p = pipeline(models, geometry)
+    result = p.transcribe_chunk(AUDIO, None, "", max_new_tokens=1)
+    ref = reference_logits(reference(checkpoints, geometry), result["prompt"].token_ids(), log_mel(AUDIO))
+    ours = result["generation"].logits_first
+    assert np.abs(ours - ref).max() <= 1e-3
+    # The default f16 KV cache stays close too.
+    default = pipeline(models, geometry, kv_f32=False).transcribe_chunk(AUDIO, None, "", max_new_tokens=1)
+    assert cosine(default["generation"].logits_first, ref) >= 0.99999
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_q8_0_logits_cosine(models, checkpoints, geometry):
+    result = pipeline(models, geometry, "q8_0").transcribe_chunk(AUDIO, None, "", max_new_tokens=1)
+    ref = reference_logits(reference(checkpoints, geometry), result["prompt"].token_ids(), log_mel(AUDIO))
+    assert cosine(result["generation"].logits_first, ref) >= 0.999
+
+
+def test_32_greedy_tokens_identical(models, checkpoints):
+    p = pipeline(models, "tiny")
+    result = p.transcribe_chunk(AUDIO, None, "", max_new_tokens=32)
+    ref = reference_generate(
+        reference(checkpoints, "tiny"),
+        result["prompt"].token_ids(),
+        log_mel(AUDIO),
+        32,
+        list(p.info.eos_token_ids),
+    )
+    assert loop_start(ref) is None and len(set(ref)) >= 6  # the fixture must give a varied, loop-free output
+    assert result["tokens"] == ref
+
+
+def rendered_reference(tokenizer, n_audio: int, context: str, language: str | None) -> list[int]:
+    """The chat template's output as the architecture reference writes it, through the HF tokenizer."""
+    text = (
+        f"<|im_start|>system\n{context}<|im_end|>\n<|im_start|>user\n<|audio_start|>"
+        + "<|audio_pad|>" * n_audio
+        + "<|audio_end|><|im_end|>\n<|im_start|>assistant\n"
+    )
+    if language:
+        text += f"language {language}<asr_text>"
+    return tokenizer.encode(text)
+
+
+@pytest.mark.parametrize("geometry", ["tiny", "official-ids"])
+@pytest.mark.parametrize(
+    ("context", "language"),
+    [("", None), ("Names: Ada Lovelace, 你好", None), ("", "English"), ("terms", "Chinese")],
+)
+def test_prompt_token_for_token(models, checkpoints, geometry, context, language):
+    p = pipeline(models, geometry)
+    result = p.transcribe_chunk(AUDIO, language, context, max_new_tokens=1)
+    prompt = result["prompt"]
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoints(geometry)))
+    assert prompt.token_ids() == rendered_reference(tokenizer, prompt.n_audio, context, language)
+
+
+def test_prompt_matches_transformers_processor(models, checkpoints):
+    """transformers' own Qwen3ASRProcessor.apply_transcription_request renders the same ids."""
+    from transformers import Qwen3ASRProcessor, WhisperFeatureExtractor
+
+    folder = checkpoints("tiny")
+    processor = Qwen3ASRProcessor(
+        WhisperFeatureExtractor(feature_size=128),
+        AutoTokenizer.from_pretrained(str(folder)),
+        chat_template=_chat_template(folder),
+    )
+    p = pipeline(models, "tiny")
+    for language, code in ((None, None), ("English", "en")):
+        ours = p.transcribe_chunk(AUDIO, language, "", max_new_tokens=1)["prompt"].token_ids()
+        batch = processor.apply_transcription_request(AUDIO, language=code, return_tensors="pt")
+        assert batch["input_ids"][0].tolist() == ours
+
+
+def _chat_template(folder: Path) -> str:
+    import json
+
+    return json.loads((folder / "chat_template.json").read_text())["chat_template"]
+
+
+def test_special_token_ids_come_from_the_config(models):
+    tiny, official = load_model_info(models("tiny")), load_model_info(models("official-ids"))
+    assert tiny.token_ids["im_start"] == 1001 and official.token_ids["im_start"] == 151644
+    for geometry, info in (("tiny", tiny), ("official-ids", official)):
+        prompt = pipeline(models, geometry).transcribe_chunk(AUDIO, "English", "", 1)["prompt"]
+        ids = info.token_ids
+        assert prompt.prefix[0] == ids["im_start"] and prompt.prefix[-1] == ids["audio_start"]
+        assert prompt.suffix[:2] == [ids["audio_end"], ids["im_end"]] and prompt.suffix[-1] == ids["asr_text"]
+        assert prompt.token_ids().count(ids["audio_pad"]) == prompt.n_audio
+
+
+def fake_generation(p: AsrPipeline, text_before: str, text_after: str | None) -> Generation:
+    tokens = p.decoder.tokenize(text_before)
+    if text_after is not None:
+        tokens += [p.info.token_ids["asr_text"]] + p.decoder.tokenize(text_after)
+    return Generation(tokens=tokens, finished=True, looped=False, temperature=0.0)
+
+
+def test_detected_language_and_no_speech(models, monkeypatch):
+    p = pipeline(models, "tiny")
+    from qwen3asr_plugin.engine.pipeline import TranscribeOptions
+
+    outputs = iter(
+        [
+            fake_generation(p, "language English", " hello world"),
+            fake_generation(p, "language None", ""),
+            fake_generation(p, "language chinese", "你好"),
+        ]
+    )
+    monkeypatch.setattr(p.decoder, "generate", lambda *a, **k: next(outputs))
+    audio = np.concatenate([speech_like(16_000 * 20)] * 3)  # three chunks of 20 s
+    segments, info = p.transcribe_array(audio, TranscribeOptions(chunk_seconds=25))
+    segments = list(segments)
+    assert [(s.language, s.text) for s in segments] == [("English", "hello world"), ("Chinese", "你好")]
+    assert segments[0].start == 0.0 and segments[1].start > segments[0].end  # the silent chunk left a gap
+    assert info.language == "English" and info.languages == ["English", "Chinese"]
+
+
+def test_forced_language_keeps_the_whole_output(models, monkeypatch):
+    p = pipeline(models, "tiny")
+    monkeypatch.setattr(p.decoder, "generate", lambda *a, **k: fake_generation(p, " forced text", None))
+    result = p.transcribe_chunk(AUDIO, "German", "", 8)
+    assert result["parsed"].language == "German" and result["parsed"].text == "forced text"
+    with pytest.raises(Qwen3ASRError, match="unknown language"):
+        from qwen3asr_plugin.engine.pipeline import TranscribeOptions
+
+        p.transcribe_array(AUDIO, TranscribeOptions(language="Klingon"))
+
+
+def test_repetition_guard_retries_and_never_adds_a_marker(tiny_checkpoint, tmp_path):
+    """A fixture seed whose greedy output loops: the guard retries with temperatures, then keeps one copy."""
+    from qwen3asr_plugin.engine.convert import convert
+    from tests.fixtures.checkpoint import make_checkpoint
+
+    ckpt = make_checkpoint(tmp_path / "loopy", "tiny", seed=7)
+    info = load_model_info(convert(ckpt, tmp_path / "m", decoder_quants=["f32"]))
+    p = AsrPipeline(info, EncoderOptions(precision="fp32"), DecoderOptions(quant="f32"))
+    greedy = p.transcribe_chunk(AUDIO, None, "", 200, temperatures=(0.0,))
+    assert greedy["generation"].looped
+    result = p.transcribe_chunk(AUDIO, None, "", 200)
+    gen = result["generation"]
+    assert gen.attempts >= 2
+    assert loop_start(gen.tokens) is None
+    assert len(gen.tokens) <= 200
+    # The text is exactly what the kept tokens say: nothing (no error marker) is added.
+    from qwen3asr_plugin.engine.asr_output import fix_repetitions
+
+    assert result["parsed"].text == fix_repetitions(p.decoder.detokenize(gen.tokens).strip())
+    if not gen.finished:  # every try failed: the greedy tokens, cut back to one copy of the loop
+        assert gen.tokens == greedy["generation"].tokens[: len(gen.tokens)]
+
+
+def test_loop_detection_rules():
+    assert loop_start([5] * 31) is None or loop_start([5] * 31) == 1
+    assert loop_start([5] * 32) == 1
+    assert loop_start([1, 2, 3] * 3) is None
+    assert loop_start([9, 9] + [1, 2, 3, 4, 5, 6, 7, 8] * 4) == 10
+    assert loop_start(list(range(100))) is None
+
+
+def test_token_budget_scales_with_audio(models):
+    p = pipeline(models, "tiny")
+    short = p.transcribe_chunk(speech_like(16_000), None, "", max_new_tokens=5)
+    assert len(short["tokens"]) <= 5
+
+
+def test_api_and_cli_give_the_reference_greedy_tokens(models, checkpoints, tmp_path):
+    folder = models("tiny")
+    wav = tmp_path / "speech.wav"
+    wavfile.write(wav, 16_000, AUDIO)
+    model = ASRModel(folder, device="cpu", decoder_quant="f32")
+    segments, info = model.transcribe(wav, temperature_fallback=False)
+    segments = list(segments)
+    budget = int(24 + 10.0 * AUDIO.size / 16_000)
+    prompt = pipeline(models, "tiny").transcribe_chunk(AUDIO, None, "", 1)["prompt"]
+    ref = reference_generate(
+        reference(checkpoints, "tiny"),
+        prompt.token_ids(),
+        log_mel(AUDIO),
+        budget,
+        list(model.info.eos_token_ids),
+    )
+    assert loop_start(ref) is None
+    assert len(segments) == 1 and list(segments[0].tokens) == ref
+    assert info.duration == pytest.approx(AUDIO.size / 16_000)
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoints("tiny")))
+    expected = tokenizer.decode(ref, skip_special_tokens=True).strip()
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "qwen3asr"),
+            "transcribe",
+            str(wav),
+            "--model",
+            str(folder),
+            "--decoder-quant",
+            "f32",
+            "--no-fallback",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == expected

@@ -1,0 +1,93 @@
+"""Model names, folders and `models pull`, against a local stand-in for the Hugging Face Hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scipy.io import wavfile
+
+from qwen3asr_plugin.engine import model_store
+from qwen3asr_plugin.engine.errors import ModelError
+from tests.hub_server import COMMIT, HubServer
+from tests.parity import speech_like
+
+QWEN3ASR = str(Path(sys.executable).parent / "qwen3asr")
+
+
+@pytest.fixture
+def hub(tiny_checkpoint, tmp_path, monkeypatch):
+    with HubServer({"Qwen/Qwen3-ASR-0.6B": tiny_checkpoint}) as server:
+        env = {
+            "HF_ENDPOINT": server.url,
+            "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "QWEN3ASR_MODELS_DIR": str(tmp_path / "models"),
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        server.env = {**os.environ, **env}
+        yield server
+
+
+def run(args, env):
+    return subprocess.run([QWEN3ASR, *args], capture_output=True, text=True, env=env)
+
+
+def test_pull_downloads_and_converts(hub, tmp_path):
+    result = run(["models", "pull", "qwen3-asr-0.6b"], hub.env)
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "models" / "qwen3-asr-0.6b"
+    info = json.loads((folder / "model.json").read_text())
+    assert info["source"]["repo"] == "Qwen/Qwen3-ASR-0.6B" and info["source"]["revision"] == COMMIT
+    assert {"decoder.q8_0.gguf", "encoder_frontend.fp32.onnx"} <= set(info["files"])
+    assert any(r.startswith("GET /Qwen/Qwen3-ASR-0.6B/resolve/") for r in hub.requests)
+    assert "model.safetensors" in " ".join(hub.requests)
+
+    listing = run(["models", "list"], hub.env)
+    assert "qwen3-asr-0.6b" in listing.stdout and "installed (default)" in listing.stdout
+    assert run(["models", "path", "qwen3-asr-0.6b"], hub.env).stdout.strip() == str(folder)
+
+
+def test_transcribe_pulls_the_default_model_on_first_use(hub, tmp_path):
+    wav = tmp_path / "a.wav"
+    wavfile.write(wav, 16_000, speech_like(16_000 * 2))
+    assert not model_store.is_installed("qwen3-asr-0.6b")
+    result = run(["transcribe", str(wav), "--quiet"], hub.env)
+    assert result.returncode == 0, result.stderr
+    assert model_store.is_installed("qwen3-asr-0.6b")
+    assert result.stdout.strip()  # the random model says something
+
+
+def test_unreachable_hub_is_one_clear_line(tmp_path, monkeypatch):
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HF_HOME": str(tmp_path / "hf"),
+        "QWEN3ASR_MODELS_DIR": str(tmp_path / "models"),
+        "HF_HUB_ETAG_TIMEOUT": "2",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+    result = run(["models", "pull", "qwen3-asr-1.7b"], env)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("qwen3asr: error: could not download Qwen/Qwen3-ASR-1.7B")
+    )
+    assert not (tmp_path / "models" / "qwen3-asr-1.7b").exists()
+
+
+def test_resolving_names_and_folders(tiny_model, tiny_checkpoint, monkeypatch, tmp_path):
+    monkeypatch.setenv("QWEN3ASR_MODELS_DIR", str(tmp_path / "none"))
+    assert model_store.resolve_model(str(tiny_model)) == tiny_model
+    with pytest.raises(ModelError, match="models pull qwen3-asr-1.7b"):
+        model_store.resolve_model("qwen3-asr-1.7b", pull_missing=False)
+    with pytest.raises(ModelError, match="run `qwen3asr convert` on it"):
+        model_store.resolve_model(str(tiny_checkpoint))
+    with pytest.raises(ModelError, match="no such model"):
+        model_store.resolve_model(str(tmp_path / "missing"))
