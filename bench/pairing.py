@@ -52,16 +52,19 @@ def main() -> None:
     if not (model / "model.json").exists():
         t0 = time.perf_counter()
         make_checkpoint(ckpt, args.preset, seed=1)
-        convert(ckpt, model, encoder_precisions=("fp32", "fp16", "int8"),
-                decoder_quants=("f16", "q8_0", "q4_k"))
+        convert(
+            ckpt, model, encoder_precisions=("fp32", "fp16", "int8"), decoder_quants=("f16", "q8_0", "q4_k")
+        )
         print(f"checkpoint + conversion: {time.perf_counter() - t0:.0f} s")
     info = load_model_info(model)
     chunk_n = int(args.chunk_seconds * 16000)
     audio = speech_like(int(args.seconds * 16000))
     chunks = [audio[i : i + chunk_n] for i in range(0, audio.size, chunk_n)]
     mels = [log_mel(c, info.mel) for c in chunks]
-    print(f"preset {args.preset}: {args.seconds:.0f} s audio in {len(chunks)} chunks, {args.threads} threads, "
-          f"{args.tokens} decoded tokens in all")
+    print(
+        f"preset {args.preset}: {args.seconds:.0f} s audio in {len(chunks)} chunks, {args.threads} threads, "
+        f"{args.tokens} decoded tokens in all"
+    )
 
     print("\nencoder (all chunks)")
     embeddings = None
@@ -95,8 +98,10 @@ def main() -> None:
         prefill = min(r[0] for r in results)
         decode = min(r[1] for r in results)
         n_prompt = sum(len(p.prefix) + p.n_audio + len(p.suffix) for p in prompts)
-        print(f"  {quant:5} prefill {prefill:6.2f} s ({n_prompt / prefill:6.0f} tok/s)   "
-              f"decode {decode:6.2f} s ({per_chunk * len(chunks) / decode:5.1f} tok/s)")
+        print(
+            f"  {quant:5} prefill {prefill:6.2f} s ({n_prompt / prefill:6.0f} tok/s)   "
+            f"decode {decode:6.2f} s ({per_chunk * len(chunks) / decode:5.1f} tok/s)"
+        )
         dec.close()
 
 
