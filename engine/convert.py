@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 from .. import __version__
+from .aligner import HEAD_FILE
 from .encoder_export import build_backend, build_frontend, quantize_int8
 from .errors import Qwen3ASRError
 from .gguf_export import DECODER_QUANTS, decoder_file, quantize_gguf, write_gguf
@@ -125,6 +126,12 @@ def convert(
     try:
         _write_encoders(ckpt, stage, precisions, say)
         _write_decoders(ckpt, stage, quants, say)
+        if ckpt.kind == "aligner":
+            say(HEAD_FILE)
+            head = ckpt.tensors.get("thinker.lm_head.weight")
+            if head.shape != (ckpt.classify_num, ckpt.text.hidden_size):
+                raise Qwen3ASRError(f"{src}: lm_head is {head.shape}, expected ({ckpt.classify_num}, hidden)")
+            np.save(stage / HEAD_FILE, np.ascontiguousarray(head, dtype=np.float32))
         for name in sorted(p.name for p in stage.iterdir()):
             files[name] = {"bytes": (stage / name).stat().st_size, "sha256": sha256_of(stage / name)}
         write_json_atomic(stage / "model.json", _model_json(ckpt, src, repo, revision, files))

@@ -218,6 +218,40 @@ class TextDecoder:
                 f"({self.context_tokens} tokens)"
             )
 
+    def hidden_states(
+        self, prefix: list[int], audio: np.ndarray, text: list[int], outputs: list[bool]
+    ) -> np.ndarray:
+        """Final-normed hidden states [n_outputs, hidden] at the `text` positions flagged in `outputs`, after
+        `prefix` tokens and `audio` embeddings (needs a context made with embeddings=True)."""
+        total = len(prefix) + audio.shape[0] + len(text)
+        if total >= self.context_tokens:
+            raise ModelError(
+                f"input of {total} tokens exceeds the aligner context ({self.context_tokens}); "
+                "align shorter pieces"
+            )
+        self.reset()
+        self._decode_tokens(prefix, 0, False)
+        self._decode_embeddings(audio, len(prefix))
+        start = len(prefix) + audio.shape[0]
+        rows = []
+        b = self._tok_batch
+        for first in range(0, len(text), self.batch_tokens):
+            piece = text[first : first + self.batch_tokens]
+            flags = outputs[first : first + self.batch_tokens]
+            for i, tok in enumerate(piece):
+                b.token[i] = tok
+                b.pos[i] = start + first + i
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = 0
+                b.logits[i] = 1 if flags[i] else 0
+            b.n_tokens = len(piece)
+            self._check(self.L.llama_decode(self.ctx, b))
+            for i, flag in enumerate(flags):
+                if flag:
+                    ptr = self.L.llama_get_embeddings_ith(self.ctx, i)
+                    rows.append(np.ctypeslib.as_array(ptr, shape=(self.n_embd,)).copy())
+        return np.stack(rows) if rows else np.zeros((0, self.n_embd), np.float32)
+
     def logits(self, index: int = -1) -> np.ndarray:
         ptr = self.L.llama_get_logits_ith(self.ctx, index)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .aligner import ForcedAligner, Word
 from .asr_output import parse_output
 from .chunking import split_audio
 from .decoder import DecoderOptions, TextDecoder
@@ -16,13 +17,6 @@ from .languages import canonical_language
 from .mel import log_mel
 from .model_folder import ModelInfo
 from .prompt import build_asr_prompt
-
-
-@dataclass(frozen=True)
-class Word:
-    start: float
-    end: float
-    word: str
 
 
 @dataclass(frozen=True)
@@ -64,6 +58,7 @@ class AsrPipeline:
         info: ModelInfo,
         encoder: EncoderOptions = EncoderOptions(),
         decoder: DecoderOptions = DecoderOptions(),
+        aligner: ForcedAligner | None = None,
     ):
         if info.kind != "asr":
             raise ModelError(
@@ -73,6 +68,7 @@ class AsrPipeline:
         self.info = info
         self.encoder = AudioEncoder(info, encoder)
         self.decoder = TextDecoder(info, decoder)
+        self.aligner = aligner
 
     def transcribe_array(
         self, audio: np.ndarray, options: TranscribeOptions
@@ -102,14 +98,25 @@ class AsrPipeline:
                 info.languages.append(parsed.language)
                 if info.language is None:
                     info.language = parsed.language
+            start, end, words = round(chunk.start_seconds, 3), round(chunk.end_seconds, 3), None
+            if self.aligner is not None:
+                # The aligner times the text on the same chunk the text came from.
+                offset = chunk.start_seconds
+                timed = self.aligner.align(chunk.audio[: chunk.n_samples], parsed.text, parsed.language)
+                words = tuple(
+                    Word(round(w.start + offset, 3), round(w.end + offset, 3), w.word) for w in timed
+                )
+                if words:
+                    start, end = words[0].start, max(w.end for w in words)
             yield Segment(
                 id=index,
-                start=round(chunk.start_seconds, 3),
-                end=round(chunk.end_seconds, 3),
+                start=start,
+                end=end,
                 text=parsed.text,
                 language=parsed.language,
                 tokens=tuple(result["tokens"]),
                 temperature=result["temperature"],
+                words=words,
             )
             index += 1
 

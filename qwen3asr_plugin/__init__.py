@@ -4,11 +4,11 @@ The API loads lazily so that `import qwen3asr_plugin` (and the CLI's start-up) s
 """
 
 __version__ = "0.1.0"
-__all__ = ["ASRModel", "Segment", "TranscriptionInfo", "Word", "__version__"]
+__all__ = ["ASRModel", "Aligner", "Segment", "TranscriptionInfo", "Word", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in ("ASRModel", "Segment", "TranscriptionInfo", "Word"):
+    if name in ("ASRModel", "Aligner", "Segment", "TranscriptionInfo", "Word"):
         from . import api
 
         return getattr(api, name)

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from .engine.aligner import ForcedAligner
 from .engine.audio import load_audio, to_mono_16k
 from .engine.decoder import DecoderOptions
 from .engine.encoder import EncoderOptions
+from .engine.languages import canonical_language
 from .engine.model_folder import load_model_info
-from .engine.model_store import resolve_model
+from .engine.model_store import DEFAULT_MODEL, presets, resolve_model
 from .engine.pipeline import AsrPipeline, Segment, TranscribeOptions, TranscriptionInfo, Word
 
-__all__ = ["ASRModel", "Segment", "TranscriptionInfo", "Word"]
+__all__ = ["ASRModel", "Aligner", "Segment", "TranscriptionInfo", "Word"]
 
 
 class ASRModel:
@@ -38,20 +41,25 @@ class ASRModel:
         decoder_quant: str | None = None,
         threads: int = 0,
         gpu_layers: int | None = None,
+        aligner: str | os.PathLike | bool | None = True,
         download: bool = True,
     ):
-        folder = resolve_model(model, pull_missing=download)
-        self.info = load_model_info(folder)
+        """`aligner`: True for the preset's own aligner (none for a bare model folder), a preset name or a
+        folder, or False/None for no word timings."""
+        self.info = load_model_info(resolve_model(model, pull_missing=download))
         if gpu_layers is None:
             gpu_layers = 0 if device == "cpu" else -1
+        encoder = EncoderOptions(
+            precision=encoder_precision, device=device, device_index=device_index, threads=threads
+        )
+        decoder = DecoderOptions(
+            quant=decoder_quant, threads=threads, gpu_layers=gpu_layers, device_index=device_index
+        )
+        if aligner is True:
+            aligner = presets().get(str(model or DEFAULT_MODEL), {}).get("aligner")
+        self.aligner = Aligner(aligner, _options=(encoder, decoder), download=download) if aligner else None
         self.pipeline = AsrPipeline(
-            self.info,
-            EncoderOptions(
-                precision=encoder_precision, device=device, device_index=device_index, threads=threads
-            ),
-            DecoderOptions(
-                quant=decoder_quant, threads=threads, gpu_layers=gpu_layers, device_index=device_index
-            ),
+            self.info, encoder, decoder, self.aligner.engine if self.aligner else None
         )
 
     @property
@@ -77,3 +85,42 @@ class ASRModel:
             temperature_fallback=temperature_fallback,
         )
         return self.pipeline.transcribe_array(samples, options)
+
+
+class Aligner:
+    """Qwen3-ForcedAligner alone: word and character timings for a transcript you already have."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike = "qwen3-forcedaligner-0.6b",
+        *,
+        device: str = "auto",
+        device_index: int = 0,
+        threads: int = 0,
+        decoder_quant: str | None = None,
+        download: bool = True,
+        _options: tuple[EncoderOptions, DecoderOptions] | None = None,
+    ):
+        self.info = load_model_info(resolve_model(model, pull_missing=download))
+        encoder, decoder = _options or (
+            EncoderOptions(device=device, device_index=device_index, threads=threads),
+            DecoderOptions(
+                threads=threads, gpu_layers=0 if device == "cpu" else -1, device_index=device_index
+            ),
+        )
+        decoder = replace(decoder, quant=decoder_quant or None, context_tokens=4096)
+        self.engine = ForcedAligner(self.info, replace(encoder, precision=None), decoder)
+
+    def align(
+        self,
+        audio: str | os.PathLike | np.ndarray,
+        text: str,
+        *,
+        language: str | None = None,
+        sampling_rate: int = 16000,
+    ) -> list[Word]:
+        """Timed pieces of `text` (joining them gives `text` back) for `audio` of at most 180 s."""
+        samples = to_mono_16k(audio, sampling_rate) if isinstance(audio, np.ndarray) else load_audio(audio)
+        if language:
+            language = canonical_language(language, self.info.languages)
+        return self.engine.align(samples, text, language)

@@ -42,11 +42,20 @@ def _say(args: argparse.Namespace):
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     from .api import ASRModel
     from .engine.errors import Qwen3ASRError
-    from .engine.model_store import resolve_model
+    from .engine.model_store import DEFAULT_MODEL, presets, resolve_model
 
     folder = resolve_model(args.model, pull_missing=True, progress=_say(args))
+    # The aligner: --aligner, else the preset's own (none for a bare model folder), pulled on first use.
+    aligner = (
+        None
+        if args.no_align
+        else args.aligner or presets().get(args.model or DEFAULT_MODEL, {}).get("aligner")
+    )
+    if aligner:
+        aligner = resolve_model(aligner, pull_missing=True, progress=_say(args))
     model = ASRModel(
         folder,
+        aligner=aligner,
         device=args.device,
         device_index=args.device_index,
         encoder_precision=args.encoder_precision,
@@ -70,6 +79,30 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     if failed:
         print(f"qwen3asr: {len(failed)} of {len(args.inputs)} inputs failed", file=sys.stderr)
         return EXIT_USER_ERROR
+    return 0
+
+
+def _cmd_align(args: argparse.Namespace) -> int:
+    import json
+
+    from .api import Aligner
+    from .engine.errors import Qwen3ASRError
+    from .engine.model_store import resolve_model
+
+    try:
+        text = args.text.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Qwen3ASRError(
+            f"{args.text}: cannot read the transcript ({exc}); give a UTF-8 text file"
+        ) from exc
+    folder = resolve_model(args.aligner, pull_missing=True, progress=_say(args))
+    aligner = Aligner(folder, device=args.device, device_index=args.device_index, threads=args.threads)
+    words = aligner.align(args.audio, text.strip(), language=args.language)
+    for w in words:
+        if args.json:
+            print(json.dumps({"start": w.start, "end": w.end, "word": w.word}, ensure_ascii=False))
+        else:
+            print(f"{w.start:.3f}\t{w.end:.3f}\t{w.word}")
     return 0
 
 
@@ -134,8 +167,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-precision", help="fp32, fp16 or int8 (default: the best the model folder has)")
     p.add_argument("--decoder-quant", help="f32, f16, q8_0 or q4_k (default: the best the model folder has)")
     p.add_argument("--no-fallback", action="store_true", help="greedy only: no temperature fallback on loops")
+    p.add_argument("--aligner", help="forced aligner preset or folder (default: the model preset's aligner)")
+    p.add_argument("--no-align", action="store_true", help="no word timings (skips the aligner)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_transcribe)
+
+    p = sub.add_parser("align", help="time an existing transcript against its audio (word by word)")
+    p.add_argument("audio", help="audio or video file (at most 180 s)")
+    p.add_argument("text", type=Path, help="UTF-8 text file with what is said")
+    p.add_argument("--aligner", default="qwen3-forcedaligner-0.6b", help="aligner preset or folder")
+    p.add_argument("--language", help="language of the text (matters for Japanese and Korean)")
+    p.add_argument("--device", default="auto", help="auto, cpu, gpu, cuda, dml")
+    p.add_argument("--device-index", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object per word instead of start<TAB>end<TAB>word"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_align)
 
     p = sub.add_parser("models", help="list, locate or download models")
     p.add_argument("action", choices=["list", "path", "pull"])

@@ -38,6 +38,12 @@ GEOMETRIES = {
     "tiny": ("tiny", None),
     "0.6b-heads": ("0.6b", HEAD_0_6B),
     "official-ids": ("0.6b", OFFICIAL_IDS),
+    "aligner-tiny": ("aligner-tiny", None),
+    # The aligner at the official layout: 1024-wide, 16 heads, 152064 rows, ids from 151643, reduced depth.
+    "aligner-0.6b-heads": (
+        "aligner-0.6b",
+        {"audio": {"encoder_layers": 1}, "text": {"num_hidden_layers": 2}},
+    ),
 }
 SEED = 8
 
@@ -84,3 +90,8 @@ def tiny_checkpoint(checkpoints):
 @pytest.fixture(scope="session")
 def tiny_model(models):
     return models("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_aligner(models):
+    return models("aligner-tiny")

@@ -151,3 +151,14 @@ def reference_generate(
     )
     new = out[0, len(prompt_ids) :].tolist()
     return [t for t in new if t not in eos_token_ids][: len(new)] if new and new[-1] in eos_token_ids else new
+
+
+@torch.no_grad()
+def reference_aligner_classes(model, input_ids: list[int], mel: np.ndarray, timestamp_id: int) -> np.ndarray:
+    """transformers' Qwen3ASRForTokenClassification: the argmax class at every <timestamp> position."""
+    feats, mask = padded_features(mel)
+    ids = torch.tensor([input_ids])
+    logits = model(
+        input_ids=ids, input_features=feats, input_features_mask=mask, attention_mask=torch.ones_like(ids)
+    ).logits[0]
+    return logits.argmax(-1)[ids[0] == timestamp_id].numpy()

@@ -20,8 +20,12 @@ QWEN3ASR = str(Path(sys.executable).parent / "qwen3asr")
 
 
 @pytest.fixture
-def hub(tiny_checkpoint, tmp_path, monkeypatch):
-    with HubServer({"Qwen/Qwen3-ASR-0.6B": tiny_checkpoint}) as server:
+def hub(tiny_checkpoint, checkpoints, tmp_path, monkeypatch):
+    repos = {
+        "Qwen/Qwen3-ASR-0.6B": tiny_checkpoint,
+        "Qwen/Qwen3-ForcedAligner-0.6B": checkpoints("aligner-tiny"),
+    }
+    with HubServer(repos) as server:
         env = {
             "HF_ENDPOINT": server.url,
             "HF_HOME": str(tmp_path / "hf"),
@@ -60,6 +64,7 @@ def test_transcribe_pulls_the_default_model_on_first_use(hub, tmp_path):
     result = run(["transcribe", str(wav), "--quiet"], hub.env)
     assert result.returncode == 0, result.stderr
     assert model_store.is_installed("qwen3-asr-0.6b")
+    assert model_store.is_installed("qwen3-forcedaligner-0.6b")  # the default comes with its aligner
     assert result.stdout.strip()  # the random model says something
 
 

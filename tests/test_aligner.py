@@ -1,0 +1,206 @@
+"""Qwen3-ForcedAligner: parity with transformers' Qwen3ASRForTokenClassification, the official repair and
+unit rules, and the text round trip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+from transformers import AutoTokenizer, Qwen3ASRProcessor, WhisperFeatureExtractor
+from transformers.models.qwen3_asr.processing_qwen3_asr import _fix_timestamps
+
+from qwen3asr_plugin import Aligner, ASRModel
+from qwen3asr_plugin.engine.aligner import ForcedAligner, attach_text, fix_timestamps, is_kept, split_units
+from qwen3asr_plugin.engine.decoder import DecoderOptions
+from qwen3asr_plugin.engine.encoder import EncoderOptions
+from qwen3asr_plugin.engine.mel import log_mel
+from qwen3asr_plugin.engine.model_folder import load_model_info
+from tests.parity import speech_like
+from tests.reference import reference_aligner_classes, reference_model
+
+TEXTS = {
+    "english": "Hello, world! This is a test of the aligner; don't panic: it's 9:30 a.m.",
+    "chinese": "今天天气很好，我们去公园散步吧。",
+    "mixed": "我们用 Qwen3-ASR 做字幕，效果 very good！",
+}
+_cache: dict = {}
+
+
+def aligner(models, geometry: str, quant: str = "f32") -> ForcedAligner:
+    if (geometry, quant) not in _cache:
+        info = load_model_info(models(geometry))
+        _cache[(geometry, quant)] = ForcedAligner(
+            info, EncoderOptions(precision="fp32", device="cpu"), DecoderOptions(quant=quant, kv_f32=True)
+        )
+    return _cache[(geometry, quant)]
+
+
+def reference(checkpoints, geometry):
+    if ("ref", geometry) not in _cache:
+        _cache[("ref", geometry)] = reference_model(checkpoints(geometry))
+    return _cache[("ref", geometry)]
+
+
+def reference_input_ids(tokenizer, n_audio: int, units: list[str]) -> list[int]:
+    text = "<|audio_start|>" + "<|audio_pad|>" * n_audio + "<|audio_end|>"
+    text += "".join(u + "<timestamp><timestamp>" for u in units)
+    return tokenizer.encode(text)
+
+
+@pytest.mark.parametrize("geometry", ["aligner-tiny", "aligner-0.6b-heads"])
+@pytest.mark.parametrize("text", list(TEXTS))
+def test_slot_classes_match_reference(models, checkpoints, geometry, text):
+    al = aligner(models, geometry)
+    audio = speech_like(16_000 * 6 + 500)
+    units = split_units(TEXTS[text])
+    mel = log_mel(audio)
+    n_audio = al.encoder.num_tokens(mel.shape[1])
+    prefix, text_part = al.input_ids(n_audio, units)
+    ids = prefix + [al.info.token_ids["audio_pad"]] * n_audio + text_part
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoints(geometry)))
+    assert ids == reference_input_ids(tokenizer, n_audio, [u.text for u in units])
+    ours = al.slot_classes(audio, units)
+    ref = reference_aligner_classes(
+        reference(checkpoints, geometry), ids, mel, al.info.token_ids["timestamp"]
+    )
+    assert ours.shape == ref.shape == (2 * len(units),)
+    assert (ours == ref).mean() >= 0.99
+
+
+def test_q8_0_slot_agreement_is_reported(models, checkpoints):
+    """q8_0 is the default decoder; its agreement with the f32 reference is measured, not assumed."""
+    al = aligner(models, "aligner-0.6b-heads", "q8_0")
+    audio = speech_like(16_000 * 6 + 500)
+    units = split_units(TEXTS["mixed"])
+    mel = log_mel(audio)
+    n_audio = al.encoder.num_tokens(mel.shape[1])
+    prefix, text_part = al.input_ids(n_audio, units)
+    ids = prefix + [al.info.token_ids["audio_pad"]] * n_audio + text_part
+    ref = reference_aligner_classes(
+        reference(checkpoints, "aligner-0.6b-heads"), ids, mel, al.info.token_ids["timestamp"]
+    )
+    agreement = (al.slot_classes(audio, units) == ref).mean()
+    print(f"q8_0 slot agreement: {agreement:.3f}")
+    assert agreement >= 0.8
+
+
+CRAFTED = [
+    [0, 1, 2, 3, 4],
+    [5, 1, 2, 3, 4],
+    [0, 10, 2, 3, 4, 5],
+    [0, 1, 9, 8, 2, 3, 4],
+    [3, 2, 1, 0],
+    [0, 50, 40, 30, 20, 5, 6, 7],
+    [10, 11, 0, 0, 0, 12, 13],
+    [7],
+    [2, 2, 1, 1, 3, 3, 0, 4],
+]
+
+
+@pytest.mark.parametrize("values", CRAFTED)
+def test_repair_equals_the_reference_function(values):
+    assert fix_timestamps(np.array(values) * 80.0) == _fix_timestamps(np.array(values, dtype=np.float64) * 80)
+
+
+def test_repair_on_random_sequences_equals_reference():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(1, 40))
+        base = np.sort(rng.integers(0, 500, n))
+        noisy = base.copy()
+        flips = rng.random(n) < 0.3
+        noisy[flips] = rng.integers(0, 500, flips.sum())
+        values = noisy.astype(np.float64) * 80
+        ours = fix_timestamps(values)
+        assert ours == _fix_timestamps(values)
+        assert all(a <= b for a, b in zip(ours, ours[1:], strict=False))
+
+
+def processor(checkpoints):
+    folder = checkpoints("aligner-tiny")
+    return Qwen3ASRProcessor(
+        WhisperFeatureExtractor(feature_size=128), AutoTokenizer.from_pretrained(str(folder))
+    )
+
+
+@pytest.mark.parametrize(
+    "text", [*TEXTS.values(), "  leading and trailing  ", "U.S.A. — 2,000 people", "¿Qué tal?"]
+)
+def test_units_match_the_reference_splitter(checkpoints, text):
+    expected = processor(checkpoints).split_words_for_alignment(text, "English")
+    assert [u.text for u in split_units(text, "English")] == expected
+    assert [u.text for u in split_units(text, "Chinese")] == expected
+
+
+def test_unit_kinds():
+    assert [u.text for u in split_units("Hello, world!")] == ["Hello", "world"]
+    assert [u.text for u in split_units("你好，世界")] == ["你", "好", "世", "界"]
+    assert [u.text for u in split_units("abc字def 12")] == ["abc", "字", "def", "12"]
+    # Japanese without nagisa: one unit per character; Korean without soynlp: space-separated words.
+    assert [u.text for u in split_units("こんにちは。", "Japanese")] == list("こんにちは")
+    assert [u.text for u in split_units("안녕하세요, 여러분", "Korean")] == ["안녕하세요", "여러분"]
+
+
+@pytest.mark.parametrize("text", [*TEXTS.values(), "  spaced   out  ", "«Quoted» — dash, and (parens).", "a"])
+def test_words_join_back_to_the_text(text):
+    units = split_units(text)
+    words = attach_text(text, units, [(float(i), float(i) + 0.5) for i in range(len(units))])
+    assert "".join(w.word for w in words) == text
+    assert len(words) == len(units)
+    for unit, word in zip(units, words, strict=True):
+        assert "".join(c for c in word.word if is_kept(c)) == unit.text
+
+
+def test_punctuation_goes_with_its_word():
+    text = "Hello, world! «Yes»."
+    words = attach_text(text, split_units(text), [(0.0, 1.0)] * 3)
+    assert [w.word for w in words] == ["Hello,", " world!", " «Yes»."]
+    cjk = attach_text("你好，世界。", split_units("你好，世界。"), [(0.0, 1.0)] * 4)
+    assert [w.word for w in cjk] == ["你", "好，", "世", "界。"]
+
+
+def test_segments_gain_words(models):
+    model = ASRModel(models("tiny"), aligner=models("aligner-tiny"), device="cpu", decoder_quant="f32")
+    audio = speech_like(16_000 * 5)
+    segments = list(model.transcribe(audio)[0])
+    assert segments
+    for s in segments:
+        assert s.words
+        assert "".join(w.word for w in s.words) == s.text
+        starts = [w.start for w in s.words]
+        assert starts == sorted(starts)
+        assert all(0.0 <= w.start <= w.end <= 5.0 for w in s.words)
+
+
+def test_align_command(models, tmp_path):
+    wav = tmp_path / "clip.wav"
+    wavfile.write(wav, 16_000, speech_like(16_000 * 4))
+    script = tmp_path / "script.txt"
+    script.write_text(TEXTS["mixed"] + "\n", encoding="utf-8")
+    qwen3asr = str(Path(sys.executable).parent / "qwen3asr")
+    run = subprocess.run(
+        [
+            qwen3asr,
+            "align",
+            str(wav),
+            str(script),
+            "--aligner",
+            str(models("aligner-tiny")),
+            "--json",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    words = [json.loads(line) for line in run.stdout.splitlines()]
+    assert "".join(w["word"] for w in words) == TEXTS["mixed"]
+    assert all(0.0 <= w["start"] <= w["end"] <= 4.0 for w in words)
+    api = Aligner(models("aligner-tiny"), device="cpu").align(str(wav), TEXTS["mixed"])
+    assert [(w.word, w.start, w.end) for w in api] == [(w["word"], w["start"], w["end"]) for w in words]
