@@ -37,68 +37,18 @@ def normalize_peak(x: np.ndarray) -> np.ndarray:
     return (x / peak).astype(np.float32) if peak > 1.0 else x
 
 
-def load_wav(path: Path | str) -> np.ndarray:
-    """A WAV file as 16 kHz mono float32."""
-    from scipy.io import wavfile
-
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    try:
-        rate, data = wavfile.read(path)
-    except (ValueError, OSError) as exc:
-        raise AudioError(f"{path}: not a readable WAV file ({exc})") from exc
-    return to_mono_16k(data, rate)
+def load_audio(path: Path | str, audio_track: int = 0) -> np.ndarray:
+    """A whole media file as 16 kHz mono float32 (for short inputs; long ones stream through iter_audio)."""
+    return normalize_peak(np.concatenate([np.zeros(0, np.float32), *iter_audio(path, audio_track)]))
 
 
-def load_audio(path: Path | str) -> np.ndarray:
-    """A media file as 16 kHz mono float32: WAV directly, anything else through ffmpeg when it is on PATH."""
+def iter_audio(path: Path | str, audio_track: int = 0):
+    """Blocks of 16 kHz mono float32: WAV straight from disk when scipy reads it, else through ffmpeg."""
+    from .media import read_blocks
+
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
     if path.is_dir():
         raise AudioError(f"{path}: is a folder; give an audio or video file")
-    if path.suffix.lower() == ".wav":
-        try:
-            return load_wav(path)
-        except AudioError:
-            pass  # a WAV codec scipy does not read (e.g. mu-law): try ffmpeg
-    return _load_with_ffmpeg(path)
-
-
-def _load_with_ffmpeg(path: Path) -> np.ndarray:
-    import shutil
-    import subprocess
-
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise AudioError(
-            f"{path}: reading this format needs ffmpeg; install it (e.g. apt install ffmpeg) "
-            "or convert the file to WAV"
-        )
-    run = subprocess.run(
-        [
-            ffmpeg,
-            "-nostdin",
-            "-v",
-            "error",
-            "-i",
-            str(path),
-            "-vn",
-            "-ac",
-            "1",
-            "-ar",
-            str(SAMPLE_RATE),
-            "-f",
-            "f32le",
-            "-",
-        ],
-        capture_output=True,
-    )
-    if run.returncode != 0:
-        reason = run.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise AudioError(f"{path}: ffmpeg cannot read it ({reason[-1] if reason else 'unknown error'})")
-    x = np.frombuffer(run.stdout, dtype="<f4").astype(np.float32)
-    if x.size == 0:
-        raise AudioError(f"{path}: has no audio stream")
-    return normalize_peak(x)
+    return read_blocks(path, audio_track)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .aligner import ForcedAligner, Word
 from .asr_output import parse_output
-from .chunking import split_audio
+from .chunking import ChunkOptions, iter_chunks
 from .decoder import DecoderOptions, TextDecoder
 from .encoder import AudioEncoder, EncoderOptions
 from .errors import ModelError
@@ -41,6 +41,7 @@ class TranscribeOptions:
     tokens_per_second: float = 10.0  # token budget per second of audio (speech gives about 3-6)
     min_new_tokens: int = 24
     temperature_fallback: bool = True  # False: greedy only (the repetition guard still cuts loops)
+    chunking: ChunkOptions = ChunkOptions()
 
 
 @dataclass
@@ -73,16 +74,31 @@ class AsrPipeline:
     def transcribe_array(
         self, audio: np.ndarray, options: TranscribeOptions
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        return self.transcribe_stream([audio], options, duration=audio.size / self.info.mel.sampling_rate)
+
+    def transcribe_stream(
+        self,
+        blocks: Iterable[np.ndarray],
+        options: TranscribeOptions,
+        duration: float | None = None,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> tuple[Iterator[Segment], TranscriptionInfo]:
+        """Segments for 16 kHz sample blocks, read lazily; `on_progress` gets the seconds done after each chunk."""
         language = canonical_language(options.language, self.info.languages) if options.language else None
-        duration = audio.size / self.info.mel.sampling_rate
-        info = TranscriptionInfo(language=language, duration=duration)
-        return self._segments(audio, language, options, info), info
+        info = TranscriptionInfo(language=language, duration=duration or 0.0)
+        return self._segments(blocks, language, options, info, on_progress), info
 
     def _segments(
-        self, audio: np.ndarray, language: str | None, options: TranscribeOptions, info: TranscriptionInfo
+        self,
+        blocks: Iterable[np.ndarray],
+        language: str | None,
+        options: TranscribeOptions,
+        info: TranscriptionInfo,
+        on_progress: Callable[[float], None] | None,
     ) -> Iterator[Segment]:
         index = 0
-        for chunk in split_audio(audio, max_seconds=options.chunk_seconds):
+        chunking = replace(options.chunking, max_seconds=options.chunk_seconds)
+        for chunk in iter_chunks(self._counted(blocks, info), chunking):
             seconds = chunk.n_samples / self.info.mel.sampling_rate
             result = self.transcribe_chunk(
                 chunk.audio,
@@ -92,6 +108,8 @@ class AsrPipeline:
                 temperatures=None if options.temperature_fallback else (0.0,),
             )
             parsed = result["parsed"]
+            if on_progress is not None:
+                on_progress(chunk.end_seconds)
             if parsed.no_speech or not parsed.text:
                 continue
             if parsed.language and parsed.language not in info.languages:
@@ -119,6 +137,16 @@ class AsrPipeline:
                 words=words,
             )
             index += 1
+
+    def _counted(self, blocks: Iterable[np.ndarray], info: TranscriptionInfo) -> Iterator[np.ndarray]:
+        """Pass blocks through; info.duration grows with the audio read and is exact once all is read (the
+        container's figure, used for progress until then, is rounded)."""
+        seen = 0
+        for block in blocks:
+            seen += block.size
+            info.duration = max(info.duration, seen / self.info.mel.sampling_rate)
+            yield block
+        info.duration = seen / self.info.mel.sampling_rate
 
     def transcribe_chunk(
         self,

@@ -10,17 +10,19 @@ for s in segments:                             # work happens here, chunk by chu
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from .engine.aligner import ForcedAligner
-from .engine.audio import load_audio, to_mono_16k
+from .engine.audio import iter_audio, load_audio, to_mono_16k
+from .engine.chunking import ChunkOptions
 from .engine.decoder import DecoderOptions
 from .engine.encoder import EncoderOptions
 from .engine.languages import canonical_language
+from .engine.media import probe
 from .engine.model_folder import load_model_info
 from .engine.model_store import DEFAULT_MODEL, presets, resolve_model
 from .engine.pipeline import AsrPipeline, Segment, TranscribeOptions, TranscriptionInfo, Word
@@ -75,16 +77,27 @@ class ASRModel:
         sampling_rate: int = 16000,
         chunk_seconds: float = 30.0,
         temperature_fallback: bool = True,
+        vad_filter: bool = False,
+        audio_track: int = 0,
+        on_progress: Callable[[float], None] | None = None,
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
-        """Segments (a lazy iterator) and info for a file path or a float array at `sampling_rate`."""
-        samples = to_mono_16k(audio, sampling_rate) if isinstance(audio, np.ndarray) else load_audio(audio)
+        """Segments (a lazy iterator) and info for a media file path or a float array at `sampling_rate`.
+
+        Files are decoded by ffmpeg and read in blocks as the segments are consumed, so memory does not grow
+        with the length of the input. `vad_filter` skips long non-speech; `audio_track` picks a stream."""
         options = TranscribeOptions(
             language=language,
             context=context or "",
             chunk_seconds=chunk_seconds,
             temperature_fallback=temperature_fallback,
+            chunking=ChunkOptions(vad=vad_filter),
         )
-        return self.pipeline.transcribe_array(samples, options)
+        if isinstance(audio, np.ndarray):
+            samples = to_mono_16k(audio, sampling_rate)
+            return self.pipeline.transcribe_stream([samples], options, samples.size / 16000, on_progress)
+        media = probe(audio)
+        blocks = iter_audio(audio, audio_track)
+        return self.pipeline.transcribe_stream(blocks, options, media.duration, on_progress)
 
 
 class Aligner:

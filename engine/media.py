@@ -1,0 +1,119 @@
+"""Reading any media file ffmpeg can read as 16 kHz mono float32, in blocks so memory stays flat.
+
+ffmpeg comes from $QWEN3ASR_FFMPEG, else PATH, else the binary the imageio-ffmpeg wheel ships, so a plain
+`pip install` works on a machine without ffmpeg. Nothing here needs ffprobe (the imageio build has none):
+streams and duration are read from `ffmpeg -i`'s own report.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AudioError
+
+SAMPLE_RATE = 16000
+BLOCK_SECONDS = 10.0
+
+
+@lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """The ffmpeg binary to run."""
+    env = os.environ.get("QWEN3ASR_FFMPEG")
+    if env:
+        return env
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as exc:
+        raise AudioError(
+            "no ffmpeg found; install it (apt install ffmpeg) or `pip install imageio-ffmpeg`"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: Path
+    duration: float | None  # seconds, when the container says
+    audio_streams: int
+    video_streams: int
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_STREAM = re.compile(r"Stream #\d+:\d+(?:\[[^\]]*\])?(?:\([^)]*\))?: (Audio|Video|Subtitle|Data)")
+
+
+def probe(path: Path | str) -> MediaInfo:
+    """Duration and stream counts from `ffmpeg -i` (no ffprobe). Raises AudioError for unreadable input."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a folder; give an audio or video file")
+    run = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True)
+    report = run.stderr.decode("utf-8", "replace")
+    kinds = _STREAM.findall(report)
+    if not kinds:
+        last = report.strip().splitlines()[-1] if report.strip() else "unknown format"
+        raise AudioError(f"{path}: not a media file ffmpeg can read ({last.split(': ')[-1]})")
+    match = _DURATION.search(report)
+    duration = None
+    if match:
+        h, m, s = match.groups()
+        duration = int(h) * 3600 + int(m) * 60 + float(s)
+    return MediaInfo(path, duration, kinds.count("Audio"), kinds.count("Video"))
+
+
+def decode_command(path: Path | str, audio_track: int = 0) -> list[str]:
+    """The ffmpeg argv that writes the chosen audio stream to stdout as 16 kHz mono float32."""
+    import ffmpeg
+
+    stream = ffmpeg.input(str(path))[f"a:{audio_track}"]
+    out = ffmpeg.output(stream, "pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=SAMPLE_RATE)
+    return [ffmpeg_exe(), *out.global_args("-nostdin", "-hide_banner", "-loglevel", "error").compile()[1:]]
+
+
+def read_blocks(
+    path: Path | str, audio_track: int = 0, block_seconds: float = BLOCK_SECONDS
+) -> Iterator[np.ndarray]:
+    """The audio as float32 blocks of `block_seconds` (the last one shorter), decoded as it is read."""
+    info = probe(path)
+    if info.audio_streams == 0:
+        raise AudioError(f"{path}: has no audio stream")
+    if audio_track >= info.audio_streams:
+        raise AudioError(f"{path}: has {info.audio_streams} audio stream(s); --audio-track counts from 0")
+    block_bytes = int(block_seconds * SAMPLE_RATE) * 4
+    proc = subprocess.Popen(decode_command(path, audio_track), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        pending = b""
+        while True:
+            data = proc.stdout.read(block_bytes)
+            if not data:
+                break
+            data = pending + data
+            usable = len(data) - len(data) % 4
+            pending = data[usable:]
+            if usable:
+                yield np.frombuffer(data[:usable], dtype="<f4").astype(np.float32)
+        err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
+        if proc.wait() != 0:
+            raise AudioError(
+                f"{path}: ffmpeg could not decode it ({err.splitlines()[-1] if err else 'error'})"
+            )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
