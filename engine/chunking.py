@@ -37,7 +37,7 @@ class Chunk:
 @dataclass(frozen=True)
 class ChunkOptions:
     max_seconds: float = 30.0
-    search_seconds: float = 5.0  # the cut is searched in the last `search_seconds` before the limit
+    search_seconds: float = 10.0  # the cut is searched in the last `search_seconds` before the limit
     min_seconds: float = 0.5  # shorter chunks are zero-padded (as the reference pads them)
     vad: bool = False
     vad_threshold_db: float = -45.0  # frame RMS below this (dBFS) is non-speech

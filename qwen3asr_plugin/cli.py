@@ -63,21 +63,40 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         threads=args.threads,
         gpu_layers=args.gpu_layers,
     )
-    failed = []
-    for n, path in enumerate(args.inputs):
-        try:
-            segments, _info = model.transcribe(
-                path, language=args.language, context=args.context, temperature_fallback=not args.no_fallback
-            )
-            if len(args.inputs) > 1:
-                print(f"{'' if n == 0 else chr(10)}==> {path} <==")
-            for segment in segments:
-                print(segment.text, flush=True)
-        except Qwen3ASRError as exc:
-            print(f"qwen3asr: error: {exc}", file=sys.stderr)
-            failed.append(path)
-    if failed:
-        print(f"qwen3asr: {len(failed)} of {len(args.inputs)} inputs failed", file=sys.stderr)
+    from .batch import BatchOptions, JsonReporter, Reporter, collect_inputs, transcribe_files
+    from .engine.writers import WRITERS
+
+    formats = list(WRITERS) if args.format == "all" else _split_list(args.format)
+    for fmt in formats:
+        if fmt not in WRITERS:
+            raise Qwen3ASRError(f"unknown output format {fmt!r}; choose from {', '.join(WRITERS)} or all")
+    inputs = collect_inputs(args.inputs)
+    if not inputs:
+        raise Qwen3ASRError(f"no media files in {', '.join(args.inputs)}")
+    options = BatchOptions(
+        formats=formats,
+        output_dir=args.output_dir,
+        overwrite=args.overwrite,
+        language=args.language,
+        context=args.context,
+        audio_track=args.audio_track,
+        vad_filter=args.vad,
+        temperature_fallback=not args.no_fallback,
+        cue_overrides={
+            "max_line_chars": args.max_line_width,
+            "max_lines": args.max_line_count,
+            "min_duration_seconds": args.min_duration,
+            "max_duration_seconds": args.max_duration,
+            "max_chars_per_second": args.max_cps,
+            "min_gap_seconds": args.min_gap,
+        },
+    )
+    reporter = JsonReporter() if args.json_progress else Reporter(quiet=args.quiet)
+    summary = transcribe_files(model, inputs, options, reporter)
+    reporter.done(summary)
+    if summary["failed"]:
+        if not args.json_progress:
+            print(f"qwen3asr: {summary['failed']} of {summary['files']} inputs failed", file=sys.stderr)
         return EXIT_USER_ERROR
     return 0
 
@@ -153,8 +172,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser("transcribe", help="transcribe audio or video files (plain text for now)")
-    p.add_argument("inputs", nargs="+", help="audio or video files")
+    p = sub.add_parser("transcribe", help="transcribe audio or video files into subtitles")
+    p.add_argument("inputs", nargs="+", help="audio or video files, or folders of them")
+    p.add_argument(
+        "-f", "--format", default="srt", help="comma list of srt, vtt, ass, json, txt, lrc, or all"
+    )
+    p.add_argument("-o", "--output-dir", type=Path, help="write here instead of next to each input")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--audio-track", type=int, default=0, help="which audio stream (0 = the first)")
+    p.add_argument("--vad", action="store_true", help="skip long silence (energy-based) before recognition")
+    p.add_argument("--json-progress", action="store_true", help="JSON event lines on stdout (for hosts)")
+    p.add_argument(
+        "--max-line-width", type=float, help="characters per line (default by language: 42, CJK 16)"
+    )
+    p.add_argument("--max-line-count", type=int, help="lines per cue (default 2)")
+    p.add_argument("--min-duration", type=float, help="shortest cue in seconds (default 0.833)")
+    p.add_argument("--max-duration", type=float, help="longest cue in seconds (default 7)")
+    p.add_argument("--max-cps", type=float, help="reading speed target, characters per second")
+    p.add_argument("--min-gap", type=float, help="gap between cues in seconds (default 0.083)")
     p.add_argument(
         "--model", help="preset name or model folder (default: qwen3-asr-0.6b, pulled on first use)"
     )
@@ -209,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qwen3asr: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+        sys.stderr.close()
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -246,9 +246,11 @@ def test_api_and_cli_give_the_reference_greedy_tokens(models, checkpoints, tmp_p
             "--no-fallback",
             "--device",
             "cpu",
+            "--format",
+            "txt",
         ],
         capture_output=True,
         text=True,
     )
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == expected
+    assert (tmp_path / "speech.txt").read_text(encoding="utf-8").strip() == expected

@@ -1,0 +1,137 @@
+"""Subtitle and transcript writers: srt, vtt and ass through pysubs2; json, txt and lrc here.
+
+Each writer turns a Transcript (segments with words, and the cues built from them) into text. Writers live
+in a registry that plugins extend (register_output_formats). Files are written to a temporary name beside
+the destination and moved into place, so a reader never sees half a file and an interruption leaves none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .cues import Cue
+from .errors import Qwen3ASRError
+from .model_folder import temporary_beside
+
+
+@dataclass
+class Transcript:
+    """What writers receive."""
+
+    segments: list  # pipeline.Segment
+    cues: list[Cue]
+    language: str | None = None
+    duration: float = 0.0
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+Writer = Callable[[Transcript], str]
+WRITERS: dict[str, Writer] = {}
+
+
+def register_writer(name: str, writer: Writer) -> None:
+    WRITERS[name.lower()] = writer
+
+
+def _pysubs2(transcript: Transcript, format_: str) -> str:
+    import pysubs2
+
+    subs = pysubs2.SSAFile()
+    for cue in transcript.cues:
+        # Braces delimit ASS override tags (pysubs2 drops them from srt and vtt too): they become parentheses.
+        text = "\\N".join(line.replace("{", "(").replace("}", ")") for line in cue.lines)
+        subs.append(pysubs2.SSAEvent(start=round(cue.start * 1000), end=round(cue.end * 1000), text=text))
+    if format_ == "ass":
+        style = subs.styles["Default"]
+        style.fontsize = 20
+        style.marginv = 20
+    return subs.to_string(format_)
+
+
+def _srt(t: Transcript) -> str:
+    return _pysubs2(t, "srt")
+
+
+def _vtt(t: Transcript) -> str:
+    return _pysubs2(t, "vtt")
+
+
+def _ass(t: Transcript) -> str:
+    return _pysubs2(t, "ass")
+
+
+def _json(t: Transcript) -> str:
+    def seg(s) -> dict:
+        d = {"id": s.id, "start": s.start, "end": s.end, "text": s.text, "language": s.language}
+        if s.words is not None:
+            d["words"] = [{"start": w.start, "end": w.end, "word": w.word} for w in s.words]
+        return d
+
+    data = {
+        "source": t.source,
+        "language": t.language,
+        "duration": round(t.duration, 3),
+        "segments": [seg(s) for s in t.segments],
+        "cues": [{"start": c.start, "end": c.end, "text": c.text} for c in t.cues],
+        **t.extra,
+    }
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+
+
+def _txt(t: Transcript) -> str:
+    return "".join(s.text.strip() + "\n" for s in t.segments)
+
+
+def _lrc(t: Transcript) -> str:
+    def stamp(seconds: float) -> str:
+        cs = int(round(seconds * 100))
+        return f"[{cs // 6000:02d}:{cs // 100 % 60:02d}.{cs % 100:02d}]"
+
+    lines = [f"{stamp(c.start)}{' '.join(c.lines)}" for c in t.cues]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+for _name, _writer in (
+    ("srt", _srt),
+    ("vtt", _vtt),
+    ("ass", _ass),
+    ("json", _json),
+    ("txt", _txt),
+    ("lrc", _lrc),
+):
+    register_writer(_name, _writer)
+
+
+def render(format_: str, transcript: Transcript) -> str:
+    try:
+        writer = WRITERS[format_.lower()]
+    except KeyError:
+        raise Qwen3ASRError(f"unknown output format {format_!r}; choose from {', '.join(WRITERS)}") from None
+    return writer(transcript)
+
+
+def write_atomic(path: Path, text: str, overwrite: bool = False) -> None:
+    """Write `text` to `path` through a temporary file; refuses to replace a file unless `overwrite`."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise Qwen3ASRError(f"{path}: exists; use --overwrite to replace it")
+    tmp = temporary_beside(path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the file appeared meanwhile: never a silent overwrite
+            except FileExistsError:
+                raise Qwen3ASRError(f"{path}: exists; use --overwrite to replace it") from None
+            except OSError:  # a filesystem without hard links
+                os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
