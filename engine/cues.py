@@ -196,8 +196,14 @@ def _lines(words: list[TimedWord], rules: CueRules) -> tuple[str, ...]:
     return best
 
 
-def build_cues(words: list[Word] | list[TimedWord], language: str | None = None, **overrides) -> list[Cue]:
-    """Cues from timed words (each word may carry its own `language`); `overrides` change CueRules fields."""
+def build_cues(
+    words: list[Word] | list[TimedWord],
+    language: str | None = None,
+    duration: float | None = None,
+    **overrides,
+) -> list[Cue]:
+    """Cues from timed words (each word may carry its own `language`); no cue ends after `duration` (the
+    media's length) when given; `overrides` change CueRules fields."""
     timed = _sanitize(
         [w if isinstance(w, TimedWord) else TimedWord(w.start, w.end, w.word, language) for w in words]
     )
@@ -227,19 +233,23 @@ def build_cues(words: list[Word] | list[TimedWord], language: str | None = None,
         end = min(wanted, max(end, start + rules.max_duration_seconds))
         if i + 1 < len(pieces):
             end = min(end, pieces[i + 1][0].start - rules.min_gap_seconds)
-        end = max(end, start + 0.001) if not cues or start >= cues[-1].end else end
+        if duration is not None:
+            end = min(end, max(duration, start + 0.01))
+            if (
+                end - start < rules.min_duration_seconds
+            ):  # words at the very end: start earlier if there is room
+                floor = cues[-1].end + rules.min_gap_seconds if cues else 0.0
+                start = max(floor, min(start, end - rules.min_duration_seconds))
+        end = max(end, start + 0.01) if not cues or start >= cues[-1].end else end
         cues.append(Cue(start, end, _lines(words_, rules), words_[0].language))
     return _no_overlap(cues)
 
 
 def _no_overlap(cues: list[Cue]) -> list[Cue]:
-    """A final pass: every cue has positive length and ends before the next starts."""
+    """A final pass: every cue lasts at least 10 ms (the coarsest format's unit) and ends before the next."""
     out: list[Cue] = []
     for cue in cues:
         start = max(cue.start, out[-1].end if out else 0.0)
-        end = max(cue.end, start + 0.001)
+        end = max(cue.end, start + 0.01)
         out.append(replace(cue, start=round(start, 3), end=round(end, 3)))
-    for i in range(len(out) - 1):
-        if out[i].end > out[i + 1].start:
-            out[i] = replace(out[i], end=out[i + 1].start)
-    return [c for c in out if c.end > c.start]
+    return out

@@ -246,7 +246,7 @@ def transcribe_files(model, inputs: list[Path], options: BatchOptions, reporter:
             for segment in segments_iter:
                 segments.append(segment)
                 reporter.segment(path, segment)
-            cues = build_cues(words_of(segments), **options.cue_overrides)
+            cues = build_cues(words_of(segments), duration=info.duration, **options.cue_overrides)
             transcript = Transcript(
                 segments=segments, cues=cues, language=info.language, duration=info.duration, source=str(path)
             )

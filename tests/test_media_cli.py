@@ -1,0 +1,138 @@
+"""`qwen3asr transcribe` end to end on generated media with the real ffmpeg."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pysubs2
+import pytest
+
+from qwen3asr_plugin.engine.errors import AudioError
+from qwen3asr_plugin.engine.media import probe, read_blocks
+from tests.media import two_track_mkv, video_with_audio, write_wav
+from tests.parity import speech_like
+
+QWEN3ASR = str(Path(sys.executable).parent / "qwen3asr")
+
+
+def transcribe(models, *args: str) -> subprocess.CompletedProcess:
+    cmd = [
+        QWEN3ASR,
+        "transcribe",
+        "--model",
+        str(models("tiny")),
+        "--aligner",
+        str(models("aligner-tiny")),
+        "--device",
+        "cpu",
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("media")
+    speech = write_wav(folder / "speech.wav", speech_like(16_000 * 12))
+    silence = write_wav(folder / "silence.wav", np.zeros(16_000 * 12, np.float32))
+    return {
+        "mp4": video_with_audio(folder / "clip one.mp4", speech),
+        "mkv": two_track_mkv(folder / "two tracks ü.mkv", silence, speech),
+        "folder": folder,
+    }
+
+
+def test_probe_and_blocks(media):
+    info = probe(media["mkv"])
+    assert info.audio_streams == 2 and info.video_streams == 1
+    assert info.duration == pytest.approx(12.0, abs=0.2)
+    blocks = list(read_blocks(media["mkv"], audio_track=1, block_seconds=5))
+    assert [b.size for b in blocks[:2]] == [80_000, 80_000]
+    assert np.abs(np.concatenate(blocks)).max() > 0.1
+    assert np.abs(np.concatenate(list(read_blocks(media["mkv"], audio_track=0)))).max() < 1e-3
+    with pytest.raises(AudioError, match="has 2 audio stream"):
+        list(read_blocks(media["mkv"], audio_track=2))
+
+
+def test_mp4_to_every_format(models, media, tmp_path):
+    run = transcribe(models, str(media["mp4"]), "--format", "all", "--output-dir", str(tmp_path), "--quiet")
+    assert run.returncode == 0, run.stderr
+    stem = "clip one"
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(f"{stem}.{f}" for f in ("srt", "vtt", "ass", "json", "txt", "lrc"))
+    data = json.loads((tmp_path / f"{stem}.json").read_text(encoding="utf-8"))
+    assert data["segments"] and all(s["words"] for s in data["segments"])
+    assert data["duration"] == pytest.approx(12.0, abs=0.2)
+    for fmt in ("srt", "vtt", "ass"):
+        subs = pysubs2.load(str(tmp_path / f"{stem}.{fmt}"))
+        assert len(subs) == len(data["cues"]) > 0
+        assert all(e.end > e.start for e in subs)
+        assert all(a.end <= b.start for a, b in zip(subs, subs[1:], strict=False))
+        assert subs[-1].end <= 12_700  # within the audio, plus at most the linger
+
+
+def test_mkv_second_audio_track(models, media, tmp_path):
+    silent = transcribe(
+        models, str(media["mkv"]), "-o", str(tmp_path / "a"), "--vad", "--format", "json", "--quiet"
+    )
+    spoken = transcribe(
+        models,
+        str(media["mkv"]),
+        "-o",
+        str(tmp_path / "b"),
+        "--vad",
+        "--audio-track",
+        "1",
+        "--format",
+        "json",
+        "--quiet",
+    )
+    assert silent.returncode == 0 and spoken.returncode == 0, silent.stderr + spoken.stderr
+    name = "two tracks ü.json"
+    assert json.loads((tmp_path / "a" / name).read_text(encoding="utf-8"))["segments"] == []
+    assert json.loads((tmp_path / "b" / name).read_text(encoding="utf-8"))["segments"]
+
+
+def test_next_to_input_no_silent_overwrite_and_json_progress(models, media, tmp_path):
+    src = tmp_path / "talk.wav"
+    src.write_bytes((media["folder"] / "speech.wav").read_bytes())
+    first = transcribe(models, str(src), "--json-progress")
+    assert first.returncode == 0, first.stderr
+    events = [json.loads(line) for line in first.stdout.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "file" and kinds[-2:] == ["output", "done"] and "progress" in kinds
+    assert events[-1]["rtf"] > 0 and events[-1]["failed"] == 0
+    progress = [e["percent"] for e in events if e["event"] == "progress"]
+    assert progress == sorted(progress) and progress[-1] == pytest.approx(100.0, abs=1)
+    srt = tmp_path / "talk.srt"
+    before = srt.read_text(encoding="utf-8")
+    srt.write_text("my own edits", encoding="utf-8")
+    again = transcribe(models, str(src), "--quiet")
+    assert again.returncode == 1 and "use --overwrite" in again.stderr
+    assert srt.read_text(encoding="utf-8") == "my own edits"
+    forced = transcribe(models, str(src), "--quiet", "--overwrite")
+    assert forced.returncode == 0 and srt.read_text(encoding="utf-8") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["talk.srt", "talk.wav"]
+
+
+def test_folder_input(models, media, tmp_path):
+    run = transcribe(models, str(media["folder"]), "-o", str(tmp_path), "--format", "txt", "--quiet")
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["clip one.txt", "two tracks ü.txt", "speech.txt", "silence.txt"]
+    )
+
+
+def test_no_audio_stream_is_one_clear_line(models, tmp_path):
+    from tests.media import ffmpeg
+
+    video = tmp_path / "mute.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=2", "-c:v", "mpeg4", str(video))
+    run = transcribe(models, str(video), "--quiet")
+    assert run.returncode == 1
+    assert f"{video}: has no audio stream" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "mute.srt").exists()
