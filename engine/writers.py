@@ -31,11 +31,6 @@ class Transcript:
 
 
 Writer = Callable[[Transcript], str]
-WRITERS: dict[str, Writer] = {}
-
-
-def register_writer(name: str, writer: Writer) -> None:
-    WRITERS[name.lower()] = writer
 
 
 def _pysubs2(transcript: Transcript, format_: str) -> str:
@@ -96,22 +91,23 @@ def _lrc(t: Transcript) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-for _name, _writer in (
-    ("srt", _srt),
-    ("vtt", _vtt),
-    ("ass", _ass),
-    ("json", _json),
-    ("txt", _txt),
-    ("lrc", _lrc),
-):
-    register_writer(_name, _writer)
+BUILTIN_WRITERS: dict[str, tuple[Writer, str]] = {
+    "srt": (_srt, "SubRip"),
+    "vtt": (_vtt, "WebVTT"),
+    "ass": (_ass, "Advanced SubStation Alpha"),
+    "json": (_json, "segments with words, and cues"),
+    "txt": (_txt, "plain text, a segment per line"),
+    "lrc": (_lrc, "LRC lyrics"),
+}
 
 
-def render(format_: str, transcript: Transcript) -> str:
+def render(format_: str, transcript: Transcript, writers: dict[str, Writer] | None = None) -> str:
+    """The text of `transcript` in `format_`, from `writers` (name -> writer; the built-ins by default)."""
+    writers = writers if writers is not None else {k: w for k, (w, _) in BUILTIN_WRITERS.items()}
     try:
-        writer = WRITERS[format_.lower()]
+        writer = writers[format_.lower()]
     except KeyError:
-        raise Qwen3ASRError(f"unknown output format {format_!r}; choose from {', '.join(WRITERS)}") from None
+        raise Qwen3ASRError(f"unknown output format {format_!r}; choose from {', '.join(writers)}") from None
     return writer(transcript)
 
 

@@ -3,8 +3,10 @@
 The API loads lazily so that `import qwen3asr_plugin` (and the CLI's start-up) stays cheap.
 """
 
+from .hookspecs import hookimpl
+
 __version__ = "0.1.0"
-__all__ = ["ASRModel", "Aligner", "Segment", "TranscriptionInfo", "Word", "__version__"]
+__all__ = ["ASRModel", "Aligner", "Segment", "TranscriptionInfo", "Word", "__version__", "hookimpl"]
 
 
 def __getattr__(name: str):

@@ -95,9 +95,14 @@ class ASRModel:
         if isinstance(audio, np.ndarray):
             samples = to_mono_16k(audio, sampling_rate)
             return self.pipeline.transcribe_stream([samples], options, samples.size / 16000, on_progress)
-        media = probe(audio)
-        blocks = iter_audio(audio, audio_track)
-        return self.pipeline.transcribe_stream(blocks, options, media.duration, on_progress)
+        from .plugins import hook
+
+        blocks = hook().load_audio(source=str(audio), sample_rate=16000, audio_track=audio_track)
+        duration = None
+        if blocks is None:  # no plugin reads this source: ffmpeg does
+            duration = probe(audio).duration
+            blocks = iter_audio(audio, audio_track)
+        return self.pipeline.transcribe_stream(blocks, options, duration, on_progress)
 
 
 class Aligner:

@@ -11,6 +11,12 @@ from pathlib import Path
 from .engine.cues import TimedWord, build_cues
 from .engine.errors import Qwen3ASRError
 from .engine.writers import Transcript, render, write_atomic
+from .plugins import chain, hook, registry
+
+
+class Cancelled(Qwen3ASRError):
+    """A plugin's should_cancel hook stopped this input."""
+
 
 MEDIA_SUFFIXES = {
     ".wav",
@@ -213,12 +219,18 @@ class BatchOptions:
     vad_filter: bool = False
     temperature_fallback: bool = True
     cue_overrides: dict = field(default_factory=dict)
+    postprocess: dict = field(default_factory=dict)  # options for postprocess hooks (replacements, itn)
 
 
 def transcribe_files(model, inputs: list[Path], options: BatchOptions, reporter: Reporter) -> dict:
-    """Transcribe each input to its subtitle files; a failing file is reported and the batch goes on."""
+    """Transcribe each input to its subtitle files; a failing file is reported and the batch goes on.
+
+    Plugins see it all: post-processing hooks rewrite segments and cues, event hooks hear progress, segments,
+    languages, completion and failure, and should_cancel can stop an input (nothing is written for it)."""
     from .engine.media import probe
 
+    writers = {name: entry["value"] for name, entry in registry("register_output_formats").items()}
+    hooks = hook()
     if options.output_dir is not None:
         options.output_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -226,13 +238,24 @@ def transcribe_files(model, inputs: list[Path], options: BatchOptions, reporter:
     audio_total = 0.0
     for index, path in enumerate(inputs, start=1):
         t0 = time.monotonic()
+        source = str(path)
         try:
             targets = output_paths(path, options.formats, options.output_dir)
             existing = [str(p) for p in targets.values() if p.exists()]
             if existing and not options.overwrite:
                 raise Qwen3ASRError(f"{existing[0]}: exists; use --overwrite to replace it")
-            duration = probe(path).duration
+            try:
+                duration = probe(path).duration
+            except Qwen3ASRError:
+                duration = None  # maybe a source only a plugin's load_audio reads; transcribe will tell
             reporter.file_start(path, duration, index, len(inputs))
+
+            def progress(seconds, path=path, source=source, duration=duration):
+                reporter.progress(path, seconds, duration)
+                hooks.on_progress(source=source, seconds=seconds, duration=duration)
+                if hooks.should_cancel(source=source):
+                    raise Cancelled(f"{path}: cancelled")
+
             segments_iter, info = model.transcribe(
                 path,
                 language=options.language,
@@ -240,24 +263,34 @@ def transcribe_files(model, inputs: list[Path], options: BatchOptions, reporter:
                 audio_track=options.audio_track,
                 vad_filter=options.vad_filter,
                 temperature_fallback=options.temperature_fallback,
-                on_progress=lambda s, path=path, d=duration: reporter.progress(path, s, d),
+                on_progress=progress,
             )
-            segments = []
+            segments, languages = [], set()
             for segment in segments_iter:
+                segment = chain(
+                    "postprocess_segment", segment, language=segment.language, options=options.postprocess
+                )
+                if segment.language and segment.language not in languages:
+                    languages.add(segment.language)
+                    hooks.on_language(source=source, language=segment.language)
                 segments.append(segment)
                 reporter.segment(path, segment)
+                hooks.on_segment(source=source, segment=segment)
             cues = build_cues(words_of(segments), duration=info.duration, **options.cue_overrides)
+            cues = chain("postprocess_cues", cues, language=info.language, options=options.postprocess)
             transcript = Transcript(
-                segments=segments, cues=cues, language=info.language, duration=info.duration, source=str(path)
+                segments=segments, cues=cues, language=info.language, duration=info.duration, source=source
             )
-            rendered = {fmt: render(fmt, transcript) for fmt in options.formats}
+            rendered = {fmt: render(fmt, transcript, writers) for fmt in options.formats}
             for fmt, target in targets.items():
                 write_atomic(target, rendered[fmt], overwrite=options.overwrite)
             audio_total += info.duration
             reporter.file_done(path, list(targets.values()), info.duration, time.monotonic() - t0)
+            hooks.on_complete(source=source, outputs=[str(p) for p in targets.values()], info=info)
         except Qwen3ASRError as exc:
-            failed.append(str(path))
+            failed.append(source)
             reporter.error(path, str(exc))
+            hooks.on_failure(source=source, error=exc)
     wall = time.monotonic() - started
     return {
         "files": len(inputs),

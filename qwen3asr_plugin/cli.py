@@ -39,11 +39,40 @@ def _say(args: argparse.Namespace):
     return None if getattr(args, "quiet", False) else (lambda msg: print(f"  {msg}", file=sys.stderr))
 
 
-def _cmd_transcribe(args: argparse.Namespace) -> int:
+def _read_replacements(path: Path | None) -> list[tuple[str, str]]:
+    """A replacement table: one `old<TAB>new` pair per line (blank lines and # comments skipped)."""
+    from .engine.errors import Qwen3ASRError
+
+    if path is None:
+        return []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Qwen3ASRError(f"{path}: cannot read the replacement table ({exc})") from exc
+    pairs = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if "\t" not in line:
+            raise Qwen3ASRError(f"{path}:{number}: expected `old<TAB>new`")
+        old, new = line.split("\t", 1)
+        pairs.append((old, new))
+    return pairs
+
+
+def _make_engine(args: argparse.Namespace):
     from .api import ASRModel
     from .engine.errors import Qwen3ASRError
     from .engine.model_store import DEFAULT_MODEL, presets, resolve_model
+    from .plugins import registry
 
+    engines = registry("register_engines")
+    if args.engine not in engines:
+        raise Qwen3ASRError(f"unknown engine {args.engine!r}; installed: {', '.join(engines)}")
+    if args.engine != "local":
+        return engines[args.engine]["value"](
+            endpoint=args.endpoint, model=args.model or DEFAULT_MODEL, api_key=args.api_key
+        )
     folder = resolve_model(args.model, pull_missing=True, progress=_say(args))
     # The aligner: --aligner, else the preset's own (none for a bare model folder), pulled on first use.
     aligner = (
@@ -53,7 +82,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     )
     if aligner:
         aligner = resolve_model(aligner, pull_missing=True, progress=_say(args))
-    model = ASRModel(
+    return ASRModel(
         folder,
         aligner=aligner,
         device=args.device,
@@ -63,13 +92,20 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         threads=args.threads,
         gpu_layers=args.gpu_layers,
     )
-    from .batch import BatchOptions, JsonReporter, Reporter, collect_inputs, transcribe_files
-    from .engine.writers import WRITERS
 
-    formats = list(WRITERS) if args.format == "all" else _split_list(args.format)
+
+def _cmd_transcribe(args: argparse.Namespace) -> int:
+    from .batch import BatchOptions, JsonReporter, Reporter, collect_inputs, transcribe_files
+    from .engine.errors import Qwen3ASRError
+    from .plugins import registry
+
+    writers = registry("register_output_formats")
+    formats = list(writers) if args.format == "all" else _split_list(args.format)
     for fmt in formats:
-        if fmt not in WRITERS:
-            raise Qwen3ASRError(f"unknown output format {fmt!r}; choose from {', '.join(WRITERS)} or all")
+        if fmt not in writers:
+            raise Qwen3ASRError(f"unknown output format {fmt!r}; choose from {', '.join(writers)} or all")
+    replacements = _read_replacements(args.replace)
+    model = _make_engine(args)
     inputs = collect_inputs(args.inputs)
     if not inputs:
         raise Qwen3ASRError(f"no media files in {', '.join(args.inputs)}")
@@ -90,6 +126,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
             "max_chars_per_second": args.max_cps,
             "min_gap_seconds": args.min_gap,
         },
+        postprocess={"replacements": replacements, "itn": args.itn},
     )
     reporter = JsonReporter() if args.json_progress else Reporter(quiet=args.quiet)
     summary = transcribe_files(model, inputs, options, reporter)
@@ -122,6 +159,60 @@ def _cmd_align(args: argparse.Namespace) -> int:
             print(json.dumps({"start": w.start, "end": w.end, "word": w.word}, ensure_ascii=False))
         else:
             print(f"{w.start:.3f}\t{w.end:.3f}\t{w.word}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .engine.model_store import DEFAULT_MODEL
+    from .server import serve
+
+    args.engine = "local"
+    model = _make_engine(args)
+    model_id = args.model or DEFAULT_MODEL
+    print(
+        f"qwen3asr: serving {model_id} on http://{args.host}:{args.port}/v1 (POST /audio/transcriptions)",
+        file=sys.stderr,
+    )
+    serve(
+        model,
+        Path(model_id).name if Path(model_id).exists() else model_id,
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        max_upload_bytes=int(args.max_upload_mb) << 20,
+        max_queue=args.max_queue,
+    )
+    return 0
+
+
+def _cmd_hosts(args: argparse.Namespace) -> int:
+    from .engine.errors import Qwen3ASRError
+    from .plugins import registry
+
+    hosts = registry("register_hosts")
+    if args.action == "list":
+        for name, entry in hosts.items():
+            print(f"{name:16} {entry['value'].status()}  ({entry['description']})")
+        return 0
+    if not args.name or args.name not in hosts:
+        raise Qwen3ASRError(f"unknown host {args.name!r}; choose from {', '.join(hosts) or 'none installed'}")
+    host = hosts[args.name]["value"]
+    print(host.install() if args.action == "install" else host.uninstall())
+    return 0
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    import json
+
+    from .plugins import plugin_listing
+
+    listing = plugin_listing()
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    for p in listing:
+        version = f" {p['version']}" if p["version"] else ""
+        print(f"{p['name']} ({p['distribution']}{version}): {', '.join(p['hooks']) or 'no hooks'}")
     return 0
 
 
@@ -190,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-duration", type=float, help="longest cue in seconds (default 7)")
     p.add_argument("--max-cps", type=float, help="reading speed target, characters per second")
     p.add_argument("--min-gap", type=float, help="gap between cues in seconds (default 0.083)")
+    p.add_argument("--replace", type=Path, help="replacement table: one `old<TAB>new` per line")
+    p.add_argument("--itn", action="store_true", help="Chinese: write spoken numbers as digits (一百 -> 100)")
+    p.add_argument("--engine", default="local", help="local, openai, or an engine a plugin registers")
+    p.add_argument("--endpoint", help="openai engine: base URL (default http://127.0.0.1:8000/v1)")
+    p.add_argument("--api-key", help="openai engine: API key (or QWEN3ASR_API_KEY)")
     p.add_argument(
         "--model", help="preset name or model folder (default: qwen3-asr-0.6b, pulled on first use)"
     )
@@ -220,6 +316,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_align)
+
+    p = sub.add_parser(
+        "serve", help="an OpenAI-compatible speech-to-text server (for Subtitle Edit and others)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", help="require this Bearer token (default: none)")
+    p.add_argument("--max-upload-mb", type=float, default=512, help="largest upload accepted")
+    p.add_argument("--max-queue", type=int, default=8, help="requests allowed to wait; more get 503")
+    p.add_argument("--model", help="preset name or model folder (default: qwen3-asr-0.6b)")
+    p.add_argument("--aligner", help="aligner preset or folder (default: the preset's own)")
+    p.add_argument("--no-align", action="store_true", help="no word timings")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--device-index", type=int, default=0)
+    p.add_argument("--gpu-layers", type=int, default=None)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--encoder-precision")
+    p.add_argument("--decoder-quant")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("hosts", help="list, install or remove the host adapters (mpv, Subtitle Edit, ...)")
+    p.add_argument("action", choices=["list", "install", "uninstall"])
+    p.add_argument("name", nargs="?")
+    p.set_defaults(func=_cmd_hosts)
+
+    p = sub.add_parser("plugins", help="installed plugins and the hooks each implements")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_plugins)
 
     p = sub.add_parser("models", help="list, locate or download models")
     p.add_argument("action", choices=["list", "path", "pull"])

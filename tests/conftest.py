@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 
 from qwen3asr_plugin.engine.convert import convert
 from tests.fixtures.checkpoint import make_checkpoint
+
+
+def pytest_configure(config):
+    """Installed third-party plugins stay out of the tests, in process and in the commands they run; the
+    plugin tests (tests/test_plugins.py) lift this for their own subprocesses."""
+    sys._called_from_test = True
+    os.environ["QWEN3ASR_LOAD_PLUGINS"] = ""
+
 
 # The second geometry: the 0.6B encoder's heads (14 x 64), ffn, conv channels and 8 s windows at reduced depth,
 # with a compact vocabulary (special tokens at other ids than the official ones).

@@ -15,6 +15,8 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# A plugin installed as a real distribution with an entry point, for the plugin tests.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e tests/plugins/qwen3asr-example
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -10,7 +10,7 @@ from qwen3asr_plugin.engine.aligner import Word
 from qwen3asr_plugin.engine.cues import Cue
 from qwen3asr_plugin.engine.errors import Qwen3ASRError
 from qwen3asr_plugin.engine.pipeline import Segment
-from qwen3asr_plugin.engine.writers import WRITERS, Transcript, render, write_atomic
+from qwen3asr_plugin.engine.writers import BUILTIN_WRITERS, Transcript, render, write_atomic
 
 SEGMENTS = [
     Segment(
@@ -70,7 +70,7 @@ def test_txt_and_lrc():
 
 
 def test_unknown_format_and_registry():
-    assert set(WRITERS) >= {"srt", "vtt", "ass", "json", "txt", "lrc"}
+    assert set(BUILTIN_WRITERS) >= {"srt", "vtt", "ass", "json", "txt", "lrc"}
     with pytest.raises(Qwen3ASRError, match="unknown output format"):
         render("docx", TRANSCRIPT)
 

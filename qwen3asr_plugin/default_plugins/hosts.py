@@ -1,0 +1,1 @@
+"""Built-in host adapters (mpv, Subtitle Edit, ffmpeg) register here as they land."""
