@@ -42,8 +42,13 @@ def load_audio(path: Path | str, audio_track: int = 0) -> np.ndarray:
     return normalize_peak(np.concatenate([np.zeros(0, np.float32), *iter_audio(path, audio_track)]))
 
 
-def iter_audio(path: Path | str, audio_track: int = 0):
-    """Blocks of 16 kHz mono float32: WAV straight from disk when scipy reads it, else through ffmpeg."""
+def iter_audio(
+    path: Path | str,
+    audio_track: int = 0,
+    start_seconds: float | None = None,
+    duration_seconds: float | None = None,
+):
+    """Blocks of 16 kHz mono float32 decoded by ffmpeg, optionally a window of the file."""
     from .media import read_blocks
 
     path = Path(path)
@@ -51,4 +56,4 @@ def iter_audio(path: Path | str, audio_track: int = 0):
         raise AudioError(f"{path}: no such file")
     if path.is_dir():
         raise AudioError(f"{path}: is a folder; give an audio or video file")
-    return read_blocks(path, audio_track)
+    return read_blocks(path, audio_track, start_seconds=start_seconds, duration_seconds=duration_seconds)

@@ -97,12 +97,15 @@ def speech_regions(x: np.ndarray, options: ChunkOptions) -> list[tuple[int, int]
     return [(a, b) for a, b in keep if b - a >= frame]
 
 
-def iter_chunks(blocks: Iterable[np.ndarray], options: ChunkOptions = ChunkOptions()) -> Iterator[Chunk]:
-    """Chunks of at most options.max_seconds from a stream of sample blocks, cut at quiet points."""
+def iter_chunks(
+    blocks: Iterable[np.ndarray], options: ChunkOptions = ChunkOptions(), first_sample: int = 0
+) -> Iterator[Chunk]:
+    """Chunks of at most options.max_seconds from a stream of sample blocks, cut at quiet points; the
+    stream's first sample sits at `first_sample` of the whole input."""
     max_len = int(options.max_seconds * SAMPLE_RATE)
     search = int(min(options.search_seconds, options.max_seconds / 3) * SAMPLE_RATE)
     buf = np.zeros(0, dtype=np.float32)
-    offset = 0  # sample offset of buf[0] in the whole input
+    offset = first_sample  # sample offset of buf[0] in the whole input
 
     def emit(piece: np.ndarray, start: int) -> Iterator[Chunk]:
         if not options.vad:

@@ -76,17 +76,32 @@ def probe(path: Path | str) -> MediaInfo:
     return MediaInfo(path, duration, kinds.count("Audio"), kinds.count("Video"))
 
 
-def decode_command(path: Path | str, audio_track: int = 0) -> list[str]:
-    """The ffmpeg argv that writes the chosen audio stream to stdout as 16 kHz mono float32."""
+def decode_command(
+    path: Path | str,
+    audio_track: int = 0,
+    start_seconds: float | None = None,
+    duration_seconds: float | None = None,
+) -> list[str]:
+    """The ffmpeg argv that writes the chosen audio stream (optionally from `start_seconds`, for
+    `duration_seconds`) to stdout as 16 kHz mono float32."""
     import ffmpeg
 
-    stream = ffmpeg.input(str(path))[f"a:{audio_track}"]
+    window = {}
+    if start_seconds:
+        window["ss"] = f"{start_seconds:.3f}"
+    if duration_seconds is not None:
+        window["t"] = f"{duration_seconds:.3f}"
+    stream = ffmpeg.input(str(path), **window)[f"a:{audio_track}"]
     out = ffmpeg.output(stream, "pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=SAMPLE_RATE)
     return [ffmpeg_exe(), *out.global_args("-nostdin", "-hide_banner", "-loglevel", "error").compile()[1:]]
 
 
 def read_blocks(
-    path: Path | str, audio_track: int = 0, block_seconds: float = BLOCK_SECONDS
+    path: Path | str,
+    audio_track: int = 0,
+    block_seconds: float = BLOCK_SECONDS,
+    start_seconds: float | None = None,
+    duration_seconds: float | None = None,
 ) -> Iterator[np.ndarray]:
     """The audio as float32 blocks of `block_seconds` (the last one shorter), decoded as it is read."""
     info = probe(path)
@@ -95,7 +110,8 @@ def read_blocks(
     if audio_track >= info.audio_streams:
         raise AudioError(f"{path}: has {info.audio_streams} audio stream(s); --audio-track counts from 0")
     block_bytes = int(block_seconds * SAMPLE_RATE) * 4
-    proc = subprocess.Popen(decode_command(path, audio_track), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    argv = decode_command(path, audio_track, start_seconds, duration_seconds)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout is not None
         pending = b""

@@ -82,11 +82,13 @@ class AsrPipeline:
         options: TranscribeOptions,
         duration: float | None = None,
         on_progress: Callable[[float], None] | None = None,
+        start_seconds: float = 0.0,
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
-        """Segments for 16 kHz sample blocks, read lazily; `on_progress` gets the seconds done after each chunk."""
+        """Segments for 16 kHz sample blocks, read lazily; `on_progress` gets the seconds done after each chunk.
+        The blocks start `start_seconds` into the input (times are reported from the input's start)."""
         language = canonical_language(options.language, self.info.languages) if options.language else None
         info = TranscriptionInfo(language=language, duration=duration or 0.0)
-        return self._segments(blocks, language, options, info, on_progress), info
+        return self._segments(blocks, language, options, info, on_progress, start_seconds), info
 
     def _segments(
         self,
@@ -95,10 +97,12 @@ class AsrPipeline:
         options: TranscribeOptions,
         info: TranscriptionInfo,
         on_progress: Callable[[float], None] | None,
+        start_seconds: float = 0.0,
     ) -> Iterator[Segment]:
         index = 0
         chunking = replace(options.chunking, max_seconds=options.chunk_seconds)
-        for chunk in iter_chunks(self._counted(blocks, info), chunking):
+        first = int(round(start_seconds * self.info.mel.sampling_rate))
+        for chunk in iter_chunks(self._counted(blocks, info, start_seconds), chunking, first_sample=first):
             seconds = chunk.n_samples / self.info.mel.sampling_rate
             result = self.transcribe_chunk(
                 chunk.audio,
@@ -138,15 +142,19 @@ class AsrPipeline:
             )
             index += 1
 
-    def _counted(self, blocks: Iterable[np.ndarray], info: TranscriptionInfo) -> Iterator[np.ndarray]:
+    def _counted(
+        self, blocks: Iterable[np.ndarray], info: TranscriptionInfo, start_seconds: float = 0.0
+    ) -> Iterator[np.ndarray]:
         """Pass blocks through; info.duration grows with the audio read and is exact once all is read (the
         container's figure, used for progress until then, is rounded)."""
         seen = 0
+        rate = self.info.mel.sampling_rate
         for block in blocks:
             seen += block.size
-            info.duration = max(info.duration, seen / self.info.mel.sampling_rate)
+            info.duration = max(info.duration, start_seconds + seen / rate)
             yield block
-        info.duration = seen / self.info.mel.sampling_rate
+        if start_seconds == 0.0:
+            info.duration = seen / rate
 
     def transcribe_chunk(
         self,

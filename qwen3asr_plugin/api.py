@@ -80,11 +80,14 @@ class ASRModel:
         vad_filter: bool = False,
         audio_track: int = 0,
         on_progress: Callable[[float], None] | None = None,
+        start_seconds: float | None = None,
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
         """Segments (a lazy iterator) and info for a media file path or a float array at `sampling_rate`.
 
         Files are decoded by ffmpeg and read in blocks as the segments are consumed, so memory does not grow
-        with the length of the input. `vad_filter` skips long non-speech; `audio_track` picks a stream."""
+        with the length of the input. `vad_filter` skips long non-speech; `audio_track` picks a stream.
+        `start_seconds` transcribes from there to the end first, then the beginning (what a player wants:
+        subtitles where the viewer is, soonest); `on_progress` then counts seconds done in that order."""
         options = TranscribeOptions(
             language=language,
             context=context or "",
@@ -101,8 +104,40 @@ class ASRModel:
         duration = None
         if blocks is None:  # no plugin reads this source: ffmpeg does
             duration = probe(audio).duration
+            if start_seconds and duration and 0 < start_seconds < duration - 1:
+                return self._from_position(audio, audio_track, options, duration, start_seconds, on_progress)
             blocks = iter_audio(audio, audio_track)
         return self.pipeline.transcribe_stream(blocks, options, duration, on_progress)
+
+    def _from_position(self, audio, audio_track, options, duration, start, on_progress):
+        """Two passes over one file: [start, end), then [0, start); segment ids run on across both."""
+        tail_seconds = duration - start
+        first, info = self.pipeline.transcribe_stream(
+            iter_audio(audio, audio_track, start_seconds=start),
+            options,
+            duration,
+            on_progress and (lambda s: on_progress(s - start)),
+            start_seconds=start,
+        )
+
+        def both():
+            count = 0
+            for segment in first:
+                yield replace(segment, id=count)
+                count += 1
+            head, head_info = self.pipeline.transcribe_stream(
+                iter_audio(audio, audio_track, duration_seconds=start),
+                options,
+                start,
+                on_progress and (lambda s: on_progress(tail_seconds + s)),
+            )
+            for segment in head:
+                yield replace(segment, id=count)
+                count += 1
+            info.languages.extend(x for x in head_info.languages if x not in info.languages)
+            info.language = info.language or head_info.language
+
+        return both(), info
 
 
 class Aligner:

@@ -120,6 +120,9 @@ class Reporter:
             else:
                 print(line, flush=True)
 
+    def update(self, path: Path, output: Path, segments: int) -> None:
+        """A progressive output was rewritten."""
+
     def file_done(self, path: Path, outputs: list[Path], audio_seconds: float, wall_seconds: float) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -186,6 +189,9 @@ class JsonReporter(Reporter):
             language=segment.language,
         )
 
+    def update(self, path, output, segments):
+        self._emit(event="update", input=str(path), output=str(output), segments=segments)
+
     def file_done(self, path, outputs, audio_seconds, wall_seconds):
         self._emit(
             event="output",
@@ -220,6 +226,8 @@ class BatchOptions:
     temperature_fallback: bool = True
     cue_overrides: dict = field(default_factory=dict)
     postprocess: dict = field(default_factory=dict)  # options for postprocess hooks (replacements, itn)
+    progressive: bool = False  # rewrite the first format's file after every segment (for players)
+    start_seconds: float | None = None  # begin at this position, then do the beginning
 
 
 def transcribe_files(model, inputs: list[Path], options: BatchOptions, reporter: Reporter) -> dict:
@@ -264,6 +272,7 @@ def transcribe_files(model, inputs: list[Path], options: BatchOptions, reporter:
                 vad_filter=options.vad_filter,
                 temperature_fallback=options.temperature_fallback,
                 on_progress=progress,
+                start_seconds=options.start_seconds,
             )
             segments, languages = [], set()
             for segment in segments_iter:
@@ -276,6 +285,19 @@ def transcribe_files(model, inputs: list[Path], options: BatchOptions, reporter:
                 segments.append(segment)
                 reporter.segment(path, segment)
                 hooks.on_segment(source=source, segment=segment)
+                if options.progressive:
+                    fmt, target = next(iter(targets.items()))
+                    ordered = sorted(segments, key=lambda s: s.start)
+                    partial = Transcript(
+                        segments=ordered,
+                        language=info.language,
+                        duration=info.duration,
+                        source=source,
+                        cues=build_cues(words_of(ordered), duration=info.duration, **options.cue_overrides),
+                    )
+                    write_atomic(target, render(fmt, partial, writers), overwrite=True)
+                    reporter.update(path, target, len(segments))
+            segments.sort(key=lambda s: s.start)
             cues = build_cues(words_of(segments), duration=info.duration, **options.cue_overrides)
             cues = chain("postprocess_cues", cues, language=info.language, options=options.postprocess)
             transcript = Transcript(

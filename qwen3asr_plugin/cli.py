@@ -127,6 +127,8 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
             "min_gap_seconds": args.min_gap,
         },
         postprocess={"replacements": replacements, "itn": args.itn},
+        progressive=args.progressive,
+        start_seconds=args.start,
     )
     reporter = JsonReporter() if args.json_progress else Reporter(quiet=args.quiet)
     summary = transcribe_files(model, inputs, options, reporter)
@@ -273,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio-track", type=int, default=0, help="which audio stream (0 = the first)")
     p.add_argument("--vad", action="store_true", help="skip long silence (energy-based) before recognition")
     p.add_argument("--json-progress", action="store_true", help="JSON event lines on stdout (for hosts)")
+    p.add_argument(
+        "--progressive",
+        action="store_true",
+        help="rewrite the (first) output after every segment, atomically, for players",
+    )
+    p.add_argument("--start", type=float, help="begin at this many seconds, then transcribe the beginning")
     p.add_argument(
         "--max-line-width", type=float, help="characters per line (default by language: 42, CJK 16)"
     )

@@ -19,7 +19,7 @@ DEFAULT_PLUGINS = (
     "qwen3asr_plugin.default_plugins.engines",
     "qwen3asr_plugin.default_plugins.formats",
     "qwen3asr_plugin.default_plugins.postprocess",
-    "qwen3asr_plugin.default_plugins.hosts",
+    "qwen3asr_plugin.hosts.mpv",
 )
 
 pm = pluggy.PluginManager("qwen3asr")

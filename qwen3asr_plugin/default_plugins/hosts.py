@@ -1,1 +1,0 @@
-"""Built-in host adapters (mpv, Subtitle Edit, ffmpeg) register here as they land."""

@@ -1,0 +1,136 @@
+"""The mpv host with the real mpv (headless, JSON IPC), the tiny model and a generated video."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pysubs2
+import pytest
+
+from qwen3asr_plugin.hosts.mpv import MpvHost, script_path
+from tests.media import video_with_audio, write_wav
+from tests.mpv_ipc import Mpv
+from tests.parity import speech_like
+
+QWEN3ASR = str(Path(sys.executable).parent / "qwen3asr")
+pytestmark = pytest.mark.skipif(shutil.which("mpv") is None, reason="mpv is installed by tests/run.sh")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mpv-media")
+    wav = write_wav(folder / "speech.wav", speech_like(16_000 * 75, seed=11))
+    return video_with_audio(folder / "film.mp4", wav)
+
+
+def words(text: str) -> list[str]:
+    return [w for w in re.findall(r"\w+", text)]
+
+
+def wait_for(predicate, timeout: float, mpv: Mpv):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        mpv.pump(0.2)
+    return False
+
+
+def test_subtitles_appear_and_grow_while_watching(models, video, tmp_path):
+    opts = ",".join(
+        [
+            f"qwen3asr-command={QWEN3ASR}",
+            f"qwen3asr-model={models('tiny')}",
+            f"qwen3asr-aligner={models('aligner-tiny')}",
+            "qwen3asr-extra_args=--device cpu",
+        ]
+    )
+    mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts={opts}")
+    try:
+        mpv.command("loadfile", str(video))
+        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        mpv.command("seek", 40, "absolute")
+        assert wait_for(lambda: (mpv.get("time-pos") or 0) > 39, 10, mpv)
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: mpv.messages("qwen3asr-done"), 120, mpv), mpv.messages("qwen3asr-failed")
+
+        updates = [int(args[0]) for args in mpv.messages("qwen3asr-update")]
+        assert len(updates) >= 3 and updates == sorted(updates)  # the track grew chunk by chunk
+        output = Path(mpv.messages("qwen3asr-done")[0][0])
+        assert output.exists() and output.suffix == ".srt"
+
+        subs = [t for t in mpv.get("track-list") if t["type"] == "sub"]
+        assert len(subs) == 1 and subs[0]["external"] and subs[0]["selected"]
+        assert subs[0]["external-filename"] == str(output)
+
+        cues = pysubs2.load(str(output))
+        assert cues[-1].end > 60_000  # the whole film, after starting at 40 s
+        # Random weights time many words alike; take the longest cue well inside the film with words in it.
+        inside = [e for e in cues if e.end < 74_000 and words(e.plaintext)]
+        cue = max(inside, key=lambda e: e.end - e.start)
+        assert cue.end - cue.start >= 300
+        target = (cue.start + cue.end) / 2000
+        mpv.command("seek", target, "absolute+exact")
+        assert wait_for(
+            lambda: abs((mpv.get("time-pos") or 0) - target) < 0.1 and mpv.get("sub-text"), 10, mpv
+        )
+        shown = mpv.get("sub-text")
+        assert words(shown) and all(w in words(cue.plaintext) for w in words(shown)), (shown, cue.plaintext)
+
+        mpv.command("stop")  # closing the file cleans up the temporary subtitle
+        assert wait_for(lambda: not output.exists(), 10, mpv)
+        assert not output.parent.exists()
+    finally:
+        mpv.close()
+
+
+def test_network_streams_are_refused_clearly(video, tmp_path):
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    from tests.media import ffmpeg
+
+    served = tmp_path / "www"
+    served.mkdir()
+    ffmpeg("-i", str(video), "-c", "copy", "-movflags", "+faststart", str(served / "film.mp4"))  # streamable
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    mpv = Mpv(
+        tmp_path / "mpv.sock",
+        f"--script={script_path()}",
+        "--script-opts=qwen3asr-command=/bin/false",
+        "--ytdl=no",
+    )
+    try:
+        mpv.command("loadfile", f"http://127.0.0.1:{httpd.server_address[1]}/film.mp4")
+        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: mpv.messages("qwen3asr-refused"), 5, mpv)
+        assert mpv.messages("qwen3asr-refused")[0] == ["network streams are not supported yet"]
+        assert not mpv.messages("qwen3asr-update")
+    finally:
+        mpv.close()
+        httpd.shutdown()
+
+
+def test_install_and_uninstall(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPV_HOME", str(tmp_path / "mpv"))
+    host = MpvHost()
+    conf = tmp_path / "mpv" / "script-opts" / "qwen3asr.conf"
+    assert "installed" in host.install()
+    assert (tmp_path / "mpv" / "scripts" / "qwen3asr.lua").read_bytes() == script_path().read_bytes()
+    assert "command=" in conf.read_text() and "qwen3asr" in conf.read_text()
+    conf.write_text("language=ja\n")
+    assert "kept your" in host.install()
+    assert conf.read_text() == "language=ja\n"
+    assert "removed" in host.uninstall()
+    assert not (tmp_path / "mpv" / "scripts" / "qwen3asr.lua").exists() and not conf.exists()
