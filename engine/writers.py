@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ class Transcript:
 
 
 Writer = Callable[[Transcript], str]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _pysubs2(transcript: Transcript, format_: str) -> str:
@@ -39,7 +41,8 @@ def _pysubs2(transcript: Transcript, format_: str) -> str:
     subs = pysubs2.SSAFile()
     for cue in transcript.cues:
         # Braces delimit ASS override tags (pysubs2 drops them from srt and vtt too): they become parentheses.
-        text = "\\N".join(line.replace("{", "(").replace("}", ")") for line in cue.lines)
+        # Control characters (a stray CR breaks SubRip readers) are dropped.
+        text = "\\N".join(_CONTROL.sub("", line).replace("{", "(").replace("}", ")") for line in cue.lines)
         subs.append(pysubs2.SSAEvent(start=round(cue.start * 1000), end=round(cue.end * 1000), text=text))
     if format_ == "ass":
         style = subs.styles["Default"]

@@ -27,7 +27,34 @@ from .engine.model_folder import load_model_info
 from .engine.model_store import DEFAULT_MODEL, presets, resolve_model
 from .engine.pipeline import AsrPipeline, Segment, TranscribeOptions, TranscriptionInfo, Word
 
-__all__ = ["ASRModel", "Aligner", "Segment", "TranscriptionInfo", "Word"]
+__all__ = ["ASRModel", "Aligner", "Segment", "TranscriptionInfo", "Word", "load_engine", "render_subtitles"]
+
+
+def load_engine(name: str = "local", **options):
+    """An engine registered by any plugin (`local`, `openai`, ...), built with `options`."""
+    from .engine.errors import Qwen3ASRError
+    from .plugins import registry
+
+    engines = registry("register_engines")
+    if name not in engines:
+        raise Qwen3ASRError(f"unknown engine {name!r}; installed: {', '.join(engines)}")
+    return engines[name]["value"](**options)
+
+
+def render_subtitles(
+    segments: list[Segment], duration: float, format: str = "srt", language: str | None = None, **cue_rules
+) -> str:
+    """Subtitle text for segments: cues built with the subtitle rules, written by a registered format."""
+    from .batch import words_of
+    from .engine.cues import build_cues
+    from .engine.writers import Transcript, render
+    from .plugins import registry
+
+    cues = build_cues(words_of(segments), duration=duration, **cue_rules)
+    writers = {name: entry["value"] for name, entry in registry("register_output_formats").items()}
+    return render(
+        format, Transcript(segments=list(segments), cues=cues, language=language, duration=duration), writers
+    )
 
 
 class ASRModel:

@@ -20,6 +20,7 @@ DEFAULT_PLUGINS = (
     "qwen3asr_plugin.default_plugins.formats",
     "qwen3asr_plugin.default_plugins.postprocess",
     "qwen3asr_plugin.hosts.mpv",
+    "qwen3asr_plugin.hosts.subtitle_edit",
 )
 
 pm = pluggy.PluginManager("qwen3asr")

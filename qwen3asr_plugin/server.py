@@ -113,7 +113,7 @@ class TranscriptionServer:
                 language = canonical_language(str(language), self.model.info.languages)
             except Qwen3ASRError as exc:
                 return error(400, str(exc), param="language")
-        granularities = {str(g) for g in form.getlist("timestamp_granularities[]")} or {"segment"}
+        granularities = {str(g) for g in form.getlist("timestamp_granularities[]")}
         prompt = str(form.get("prompt") or "") or None
         stream = str(form.get("stream") or "false").lower() == "true"
         suffix = Path(upload.filename or "audio").suffix[:10]
@@ -171,23 +171,27 @@ class TranscriptionServer:
                 segments_iter, _ = await run_in_threadpool(
                     self.model.transcribe, path, language=language, context=prompt
                 )
-                texts = []
+                texts, segments = [], []
                 try:
                     async for segment in iterate_in_threadpool(segments_iter):
                         delta = (" " if texts and _spaced(segment.text) else "") + segment.text
                         texts.append(delta)
-                        yield f"data: {json.dumps({'type': 'transcript.text.delta', 'delta': delta})}\n\n"
+                        segments.append(_segment_json(segment))
+                        yield _sse("transcript.text.delta", {"type": "transcript.text.delta", "delta": delta})
+                        yield _sse(
+                            "transcript.segment", {"type": "transcript.segment", "segment": segments[-1]}
+                        )
                 except Qwen3ASRError as exc:
-                    yield f"data: {json.dumps({'type': 'error', 'error': {'message': str(exc)}})}\n\n"
+                    yield _sse("error", {"type": "error", "error": {"message": str(exc)}})
                     return
-                done = {"type": "transcript.text.done", "text": "".join(texts)}
-                yield f"data: {json.dumps(done, ensure_ascii=False)}\n\n"
+                done = {"type": "transcript.text.done", "text": "".join(texts), "segments": segments}
+                yield _sse("transcript.text.done", done)
         finally:
             Path(path).unlink(missing_ok=True)
 
     def _respond(self, fmt: str, segments, info, granularities: set[str]) -> Response:
         text = _join(segments)
-        if fmt == "json":
+        if fmt == "json" and not granularities:
             return JSONResponse({"text": text})
         if fmt == "text":
             return PlainTextResponse(text)
@@ -206,30 +210,39 @@ class TranscriptionServer:
             "duration": round(info.duration, 3),
             "text": text,
         }
-        if "segment" in granularities:
-            data["segments"] = [
-                {
-                    "id": s.id,
-                    "seek": 0,
-                    "start": s.start,
-                    "end": s.end,
-                    "text": s.text,
-                    "tokens": list(s.tokens),
-                    "temperature": s.temperature,
-                    "avg_logprob": 0.0,
-                    "compression_ratio": 0.0,
-                    "no_speech_prob": 0.0,
-                }
-                for s in segments
-            ]
-        if "word" in granularities:
-            data["words"] = [
-                {"word": w.word.strip(), "start": w.start, "end": w.end}
-                for s in segments
-                for w in (s.words or ())
-                if w.word.strip()
-            ]
+        # verbose_json (and json when timestamps are asked for, as Subtitle Edit does): segments, with their
+        # words nested as Subtitle Edit reads them, and the top-level words list OpenAI's API has.
+        words = "word" in granularities
+        data["segments"] = [_segment_json(s, words) for s in segments]
+        if words:
+            data["words"] = [w for s in data["segments"] for w in s["words"]]
         return JSONResponse(data)
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _segment_json(s, words: bool = True) -> dict:
+    d = {
+        "id": s.id,
+        "seek": 0,
+        "start": s.start,
+        "end": s.end,
+        "text": s.text,
+        "tokens": list(s.tokens),
+        "temperature": s.temperature,
+        "avg_logprob": 0.0,
+        "compression_ratio": 0.0,
+        "no_speech_prob": 0.0,
+    }
+    if words:
+        d["words"] = [
+            {"word": w.word.strip(), "start": w.start, "end": w.end, "probability": 1.0}
+            for w in (s.words or ())
+            if w.word.strip()
+        ]
+    return d
 
 
 def _spaced(text: str) -> bool:

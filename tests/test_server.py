@@ -188,4 +188,6 @@ def test_streaming_events(server):
     assert code == 200
     events = [json.loads(line[6:]) for line in payload.decode().splitlines() if line.startswith("data: ")]
     assert events[-1]["type"] == "transcript.text.done"
-    assert "".join(e["delta"] for e in events[:-1]) == events[-1]["text"]
+    deltas = [e["delta"] for e in events if e["type"] == "transcript.text.delta"]
+    assert deltas and "".join(deltas) == events[-1]["text"]
+    assert [e["segment"] for e in events if e["type"] == "transcript.segment"] == events[-1]["segments"]

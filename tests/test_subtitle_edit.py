@@ -1,0 +1,212 @@
+"""Subtitle Edit 5: its OpenAI-compatible requests byte for byte against `qwen3asr serve`, and the SE 5 plugin
+run on a request.json shaped exactly like SE's."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pysubs2
+import pytest
+
+from qwen3asr_plugin.hosts.subtitle_edit import SubtitleEditHost
+from tests.media import video_with_audio, write_wav
+from tests.parity import speech_like
+from tests.server_process import ServerProcess
+from tests.test_server import wav_bytes
+
+PLUGIN = str(Path(sys.executable).parent / "qwen3asr-se-plugin")
+SRT = re.compile(r"(?:\d+\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n(?:[^\n]+\n)+\n)+")
+
+
+def dotnet_multipart(
+    fields: list[tuple[str, str]], audio: bytes, filename: str = "audio.wav"
+) -> tuple[bytes, str]:
+    """The body .NET's MultipartFormDataContent writes for SE's OpenAiSttService: the file part first (audio/wav,
+    unquoted names, filename*), then StringContent parts (text/plain; charset=utf-8); a quoted boundary."""
+    boundary = str(uuid.uuid4())
+    out = [
+        f"--{boundary}\r\nContent-Type: audio/wav\r\nContent-Disposition: form-data; name=file; "
+        f"filename={filename}; filename*=utf-8''{filename}\r\n\r\n".encode()
+        + audio
+        + b"\r\n"
+    ]
+    for name, value in fields:
+        out.append(
+            f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: form-data; "
+            f"name={name}\r\n\r\n{value}\r\n".encode()
+        )
+    out.append(f"--{boundary}--\r\n".encode())
+    return b"".join(out), f'multipart/form-data; boundary="{boundary}"'
+
+
+# SE's fields in SE's order (OpenAiSttService.TranscribeAsync): model, language, response_format=json,
+# timestamp_granularities[] segment then word, then stream / temperature / prompt when set.
+SE_FIELDS = [
+    ("model", "qwen3-asr"),
+    ("language", "en"),
+    ("response_format", "json"),
+    ("timestamp_granularities[]", "segment"),
+    ("timestamp_granularities[]", "word"),
+]
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    with ServerProcess("--model", str(models("tiny")), "--aligner", str(models("aligner-tiny"))) as s:
+        yield s
+
+
+def send(server, body: bytes, content_type: str):
+    req = urllib.request.Request(f"{server.url}/v1/audio/transcriptions", data=body, method="POST")
+    req.add_header("Content-Type", content_type)
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return r.headers.get("content-type", ""), r.read().decode("utf-8")
+
+
+def test_se_request_gets_segments_with_words(server):
+    body, ctype = dotnet_multipart(SE_FIELDS, wav_bytes(8.0))
+    content_type, text = send(server, body, ctype)
+    assert content_type.startswith("application/json")
+    data = json.loads(text)
+    assert data["text"] and data["duration"] == pytest.approx(8.0, abs=0.01)
+    assert data["segments"]
+    for seg in data["segments"]:  # what SE's OpenAiCompatibleSegment reads
+        assert {
+            "id",
+            "seek",
+            "start",
+            "end",
+            "text",
+            "tokens",
+            "avg_logprob",
+            "no_speech_prob",
+            "words",
+        } <= set(seg)
+        assert seg["words"] and all({"word", "start", "end", "probability"} <= set(w) for w in seg["words"])
+
+
+def test_se_streaming_request(server):
+    body, ctype = dotnet_multipart([*SE_FIELDS, ("stream", "true")], wav_bytes(5.0))
+    content_type, text = send(server, body, ctype)
+    assert content_type.startswith("text/event-stream")
+    events, kind = [], None
+    for line in text.splitlines():  # parsed the way SE's ParseSseStreamAsync does
+        if line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            events.append((kind, json.loads(line[5:].strip())))
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "transcript.text.done" and "transcript.text.delta" in kinds
+    segments = [d["segment"] for k, d in events if k == "transcript.segment"]
+    assert segments and all(s["end"] >= s["start"] for s in segments)
+    assert "".join(d["delta"] for k, d in events if k == "transcript.text.delta") == events[-1][1]["text"]
+
+
+def se_request(tmp_path: Path, video: str | None, settings: dict | None) -> Path:
+    """A request.json as SE 5 writes it (docs/plugin.md), including a subtitle with CR, quotes and CJK."""
+    work = tmp_path / "SubtitleEditPlugins" / "7f1c"
+    work.mkdir(parents=True)
+    request = {
+        "apiVersion": 1,
+        "requestType": "run",
+        "responseFilePath": str(work / "response.json"),
+        "tempDirectory": str(work),
+        "subtitle": {
+            "format": "SubRip",
+            "fileName": str(tmp_path / "old.srt"),
+            "native": '1\r\n00:00:01,000 --> 00:00:03,000\r\nShe said "hello" 你好\r\n\r\n',
+            "subRip": '1\r\n00:00:01,000 --> 00:00:03,000\r\nShe said "hello" 你好\r\n\r\n',
+        },
+        "selectedIndices": [],
+        "videoFileName": video,
+        "frameRate": 25.0,
+        "videoDurationSeconds": 6.0,
+        "videoWidth": 160,
+        "videoHeight": 120,
+        "uiLanguage": "English",
+        "theme": "Dark",
+        "themeColors": {"isDark": True, "backgroundColor": "#FF212121"},
+        "seVersion": "5.0.0",
+        "settings": settings,
+        "settingsVersion": None,
+    }
+    path = work / "request.json"
+    path.write_text("\ufeff" + json.dumps(request, ensure_ascii=False, indent=2), encoding="utf-8")
+    return path
+
+
+def run_plugin(request: Path, env: dict | None = None) -> dict:
+    run = subprocess.run([PLUGIN, str(request)], capture_output=True, text=True, env=env, cwd=request.parent)
+    assert run.returncode == 0, run.stderr
+    return json.loads((request.parent / "response.json").read_text(encoding="utf-8"))
+
+
+def check_srt_for_se(native: str) -> pysubs2.SSAFile:
+    assert "\r" not in native and native.strip()
+    assert SRT.fullmatch(native), native[:200]
+    return pysubs2.SSAFile.from_string(native, format_="srt")
+
+
+@pytest.fixture
+def models_home(models, tmp_path):
+    """The preset names resolve to the tiny models, as after `qwen3asr models pull`."""
+    home = tmp_path / "models"
+    home.mkdir()
+    os.symlink(models("tiny"), home / "qwen3-asr-0.6b")
+    os.symlink(models("aligner-tiny"), home / "qwen3-forcedaligner-0.6b")
+    return {**os.environ, "QWEN3ASR_MODELS_DIR": str(home)}
+
+
+def test_plugin_transcribes_the_loaded_video(models_home, tmp_path):
+    wav = write_wav(tmp_path / "speech.wav", speech_like(16_000 * 6))
+    video = video_with_audio(tmp_path / "episode 01 ü.mp4", wav)
+    response = run_plugin(se_request(tmp_path, str(video), None), models_home)
+    assert response["apiVersion"] == 1 and response["status"] == "ok", response.get("message")
+    assert response["subtitle"]["format"] == "SubRip"
+    subs = check_srt_for_se(response["subtitle"]["native"])
+    assert len(subs) >= 1 and subs[-1].end <= 6_600
+    assert response["settings"]["engine"] == "local" and response["settingsVersion"] == 1
+
+
+def test_plugin_output_keeps_quotes_and_cjk_and_drops_cr(tmp_path):
+    wav = write_wav(tmp_path / "clip.wav", speech_like(16_000 * 2))
+    (tmp_path / "clip.txt").write_text('He said "hi"\r\nthen 你好，世界。', encoding="utf-8")
+    env = {
+        k: v for k, v in os.environ.items() if k != "QWEN3ASR_LOAD_PLUGINS"
+    }  # the test plugin's echo engine
+    response = run_plugin(se_request(tmp_path, str(wav), {"engine": "echo"}), env)
+    assert response["status"] == "ok", response.get("message")
+    native = response["subtitle"]["native"]
+    subs = check_srt_for_se(native)
+    text = " ".join(e.plaintext for e in subs)
+    assert '"hi"' in text and "你好，世界。" in text
+
+
+def test_plugin_without_a_video_answers_with_an_error(tmp_path):
+    response = run_plugin(se_request(tmp_path, None, None))
+    assert response["status"] == "error" and "open a video" in response["message"]
+
+
+def test_install_and_uninstall(tmp_path, monkeypatch):
+    monkeypatch.setenv("QWEN3ASR_SE_DATA", str(tmp_path / "se"))
+    host = SubtitleEditHost()
+    assert "installed" in host.install()
+    folder = tmp_path / "se" / "Plugins" / "Qwen3ASR"
+    manifest = json.loads((folder / "plugin.json").read_text())
+    assert manifest["apiVersion"] == 1 and manifest["executables"]["linux"] == "qwen3asr-se"
+    wrapper = folder / "qwen3asr-se"
+    assert os.access(wrapper, os.X_OK) and "qwen3asr-se-plugin" in wrapper.read_text()
+    request = se_request(tmp_path, None, None)
+    run = subprocess.run([str(wrapper), str(request)], cwd=folder, capture_output=True, text=True)
+    assert (
+        run.returncode == 0
+        and json.loads((request.parent / "response.json").read_text())["status"] == "error"
+    )
+    assert "removed" in host.uninstall() and not folder.exists()
