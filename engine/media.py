@@ -49,6 +49,7 @@ class MediaInfo:
     duration: float | None  # seconds, when the container says
     audio_streams: int
     video_streams: int
+    subtitle_streams: int = 0
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
@@ -73,7 +74,7 @@ def probe(path: Path | str) -> MediaInfo:
     if match:
         h, m, s = match.groups()
         duration = int(h) * 3600 + int(m) * 60 + float(s)
-    return MediaInfo(path, duration, kinds.count("Audio"), kinds.count("Video"))
+    return MediaInfo(path, duration, kinds.count("Audio"), kinds.count("Video"), kinds.count("Subtitle"))
 
 
 def decode_command(

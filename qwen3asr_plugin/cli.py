@@ -345,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_serve)
 
+    sub.add_parser(
+        "ffmpeg",
+        add_help=False,
+        help="transcribe and mux, burn or write subtitles: qwen3asr ffmpeg -i IN [options] OUT",
+    )
+
     p = sub.add_parser("hosts", help="list, install or remove the host adapters (mpv, Subtitle Edit, ...)")
     p.add_argument("action", choices=["list", "install", "uninstall"])
     p.add_argument("name", nargs="?")
@@ -366,6 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .engine.errors import Qwen3ASRError
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [
+        "ffmpeg"
+    ]:  # `qwen3asr ffmpeg ...` is `qwen3asr-ffmpeg ...`, whose options are ffmpeg-like
+        from .hosts.ffmpeg import main as ffmpeg_main
+
+        return ffmpeg_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -21,6 +21,7 @@ DEFAULT_PLUGINS = (
     "qwen3asr_plugin.default_plugins.postprocess",
     "qwen3asr_plugin.hosts.mpv",
     "qwen3asr_plugin.hosts.subtitle_edit",
+    "qwen3asr_plugin.hosts.ffmpeg",
 )
 
 pm = pluggy.PluginManager("qwen3asr")
