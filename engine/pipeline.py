@@ -66,6 +66,11 @@ class AsrPipeline:
                 f"{info.folder}: is a forced-aligner model, not an ASR model; give a Qwen3-ASR model "
                 "(e.g. --model qwen3-asr-0.6b)"
             )
+        if info.audio.output_dim != info.text.hidden_size:
+            raise ModelError(
+                f"{info.folder}: the encoder gives {info.audio.output_dim}-wide embeddings but the decoder is "
+                f"{info.text.hidden_size} wide; convert the model again (`qwen3asr convert`)"
+            )
         self.info = info
         self.encoder = AudioEncoder(info, encoder)
         self.decoder = TextDecoder(info, decoder)

@@ -123,6 +123,10 @@ class Reporter:
     def update(self, path: Path, output: Path, segments: int) -> None:
         """A progressive output was rewritten."""
 
+    def skipped(self, path: Path) -> None:
+        if not self.quiet:
+            print(f"{path}: skipped (its outputs exist)", file=sys.stderr)
+
     def file_done(self, path: Path, outputs: list[Path], audio_seconds: float, wall_seconds: float) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -192,6 +196,9 @@ class JsonReporter(Reporter):
     def update(self, path, output, segments):
         self._emit(event="update", input=str(path), output=str(output), segments=segments)
 
+    def skipped(self, path):
+        self._emit(event="skipped", input=str(path))
+
     def file_done(self, path, outputs, audio_seconds, wall_seconds):
         self._emit(
             event="output",
@@ -228,6 +235,7 @@ class BatchOptions:
     postprocess: dict = field(default_factory=dict)  # options for postprocess hooks (replacements, itn)
     progressive: bool = False  # rewrite the first format's file after every segment (for players)
     start_seconds: float | None = None  # begin at this position, then do the beginning
+    skip_existing: bool = False  # resume a batch: inputs whose outputs all exist are skipped
 
 
 def transcribe_files(model, inputs: list[Path], options: BatchOptions, reporter: Reporter) -> dict:
@@ -250,6 +258,9 @@ def transcribe_files(model, inputs: list[Path], options: BatchOptions, reporter:
         try:
             targets = output_paths(path, options.formats, options.output_dir)
             existing = [str(p) for p in targets.values() if p.exists()]
+            if options.skip_existing and len(existing) == len(targets):
+                reporter.skipped(path)
+                continue
             if existing and not options.overwrite:
                 raise Qwen3ASRError(f"{existing[0]}: exists; use --overwrite to replace it")
             try:

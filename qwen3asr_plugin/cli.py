@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -129,6 +130,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         postprocess={"replacements": replacements, "itn": args.itn},
         progressive=args.progressive,
         start_seconds=args.start,
+        skip_existing=args.skip_existing,
     )
     reporter = JsonReporter() if args.json_progress else Reporter(quiet=args.quiet)
     summary = transcribe_files(model, inputs, options, reporter)
@@ -184,6 +186,40 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb) << 20,
         max_queue=args.max_queue,
     )
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .engine.bench import report, run_bench, synthetic_speech
+    from .engine.media import probe
+    from .engine.model_folder import load_model_info
+    from .engine.model_store import DEFAULT_MODEL, presets, resolve_model
+
+    info = load_model_info(resolve_model(args.model, pull_missing=True, progress=_say(args)))
+    aligner_info = None
+    aligner = (
+        None
+        if args.no_align
+        else args.aligner or presets().get(args.model or DEFAULT_MODEL, {}).get("aligner")
+    )
+    if aligner:
+        aligner_info = load_model_info(resolve_model(aligner, pull_missing=True, progress=_say(args)))
+    if args.audio:
+        from .engine.audio import load_audio
+
+        audio = load_audio(args.audio)[: int(args.seconds * 16000)]
+        probe(args.audio)
+    else:
+        audio = synthetic_speech(args.seconds)
+    threads = args.threads or (os.cpu_count() or 1)
+    print(
+        f"model {info.folder} ({info.source.get('repo') or 'local'}); {threads} threads; "
+        f"{args.tokens} decoded tokens forced"
+    )
+    stages = run_bench(
+        info, audio, args.tokens, threads, args.encoder_precision, args.decoder_quant, aligner_info
+    )
+    print(report(stages, audio.size / 16000))
     return 0
 
 
@@ -272,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output-dir", type=Path, help="write here instead of next to each input")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="skip inputs whose outputs all exist (resume an interrupted batch)",
+    )
     p.add_argument("--audio-track", type=int, default=0, help="which audio stream (0 = the first)")
     p.add_argument("--vad", action="store_true", help="skip long silence (energy-based) before recognition")
     p.add_argument("--json-progress", action="store_true", help="JSON event lines on stdout (for hosts)")
@@ -345,6 +386,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_serve)
 
+    p = sub.add_parser("bench", help="time each stage (mel, encoder, prefill, decode, align) on this machine")
+    p.add_argument("--model", help="preset name or model folder (default: qwen3-asr-0.6b)")
+    p.add_argument("--aligner", help="aligner preset or folder (default: the preset's own)")
+    p.add_argument("--no-align", action="store_true")
+    p.add_argument("--seconds", type=float, default=60.0, help="seconds of audio (default 60)")
+    p.add_argument("--tokens", type=int, default=200, help="decoded tokens forced in all (default 200)")
+    p.add_argument("--audio", help="a media file to use instead of the synthetic signal")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--encoder-precision")
+    p.add_argument("--decoder-quant")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_bench)
+
     sub.add_parser(
         "ffmpeg",
         add_help=False,
@@ -369,17 +423,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM stops like Ctrl-C: temporary files are removed and existing outputs stay as they were."""
+    import contextlib
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread (embedded use)
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .engine.errors import Qwen3ASRError
 
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == [
-        "ffmpeg"
-    ]:  # `qwen3asr ffmpeg ...` is `qwen3asr-ffmpeg ...`, whose options are ffmpeg-like
+    # `qwen3asr ffmpeg ...` is `qwen3asr-ffmpeg ...`, whose options are ffmpeg-like.
+    if argv[:1] == ["ffmpeg"]:
         from .hosts.ffmpeg import main as ffmpeg_main
 
         return ffmpeg_main(argv[1:])
     args = build_parser().parse_args(argv)
+    _stop_on_sigterm()
     try:
         return args.func(args)
     except Qwen3ASRError as exc:

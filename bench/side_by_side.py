@@ -1,0 +1,194 @@
+"""Side by side at the real dimensions: this engine against transformers' native Qwen3ASR (fp32, windowed
+attention), on the same random weights and audio, with the same forced number of output tokens.
+
+    python -m bench.side_by_side [--preset 0.6b|1.7b] [--seconds 60] [--tokens 200] [--threads 2] [--work DIR]
+
+Also prints the machine's limits the engine is compared against: measured SGEMM throughput (numpy) and memory
+bandwidth (read and copy), and what they imply (decode floor: weight bytes per token over bandwidth).
+llama.cpp's own Qwen3-ASR path (mtmd) is not run here: building its CLI takes about 8 minutes and
+reference/baseline.md reports it on this machine (RTF about 0.41 for 60 s with 100 tokens).
+Weights are random, so only speed means anything; all figures are from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def bandwidth_gbs(n_bytes: int = 1 << 30) -> tuple[float, float]:
+    """(read GB/s through a dot product, copy GB/s counted as bytes copied)."""
+    a = np.ones(n_bytes // 4, dtype=np.float32)
+    b = np.empty_like(a)
+    read = min(_timed(lambda: np.dot(a, a)) for _ in range(3))
+    copy = min(_timed(lambda: np.copyto(b, a)) for _ in range(3))
+    return a.nbytes / read / 1e9, a.nbytes / copy / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def reference_times(folder: Path, audio: np.ndarray, tokens: int, chunk_seconds: float) -> dict:
+    import torch
+    from transformers import LogitsProcessor, LogitsProcessorList, WhisperFeatureExtractor
+
+    from tests.reference import padded_features, reference_model
+
+    model = reference_model(folder)
+    fe = WhisperFeatureExtractor(feature_size=128)
+    n = int(chunk_seconds * 16000)
+    chunks = [audio[i : i + n] for i in range(0, audio.size, n)]
+    per_chunk = max(1, tokens // len(chunks))
+    ids = {k: model.config.audio_token_id for k in ("pad",)}
+    stamps: list[float] = []
+
+    class Stamp(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            stamps.append(time.perf_counter())
+            return scores
+
+    out = {"mel": 0.0, "encoder": 0.0, "prefill": 0.0, "decode": 0.0}
+    with torch.inference_mode():
+        for chunk in chunks:
+            t0 = time.perf_counter()
+            mel = fe(
+                chunk,
+                sampling_rate=16000,
+                padding=True,
+                truncation=False,
+                return_attention_mask=True,
+                return_tensors="np",
+            )["input_features"][0]
+            out["mel"] += time.perf_counter() - t0
+            feats, mask = padded_features(mel)
+            t0 = time.perf_counter()
+            emb = model.get_audio_features(feats, mask).pooler_output
+            out["encoder"] += time.perf_counter() - t0
+            prompt = (
+                [151644, 8948, 198, 151645, 198, 151644, 872, 198, 151669]
+                + [ids["pad"]] * emb.shape[0]
+                + [151670, 151645, 198, 151644, 77091, 198]
+            )
+            input_ids = torch.tensor([prompt])
+            stamps.clear()
+            t0 = time.perf_counter()
+            model.generate(
+                input_ids=input_ids,
+                input_features=feats,
+                input_features_mask=mask,
+                attention_mask=torch.ones_like(input_ids),
+                do_sample=False,
+                min_new_tokens=per_chunk,
+                max_new_tokens=per_chunk,
+                logits_processor=LogitsProcessorList([Stamp()]),
+                pad_token_id=151643,
+            )
+            # The first stamp comes after the encoder and the prefill inside generate.
+            out["prefill"] += max(0.0, stamps[0] - t0 - (time.perf_counter() - time.perf_counter()))
+            out["decode"] += stamps[-1] - stamps[0] + (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
+    # generate re-runs the encoder before its first step: take it out of the prefill figure.
+    out["prefill"] = max(0.0, out["prefill"] - out["encoder"])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="0.6b")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--tokens", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work", type=Path)
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    import torch
+
+    torch.set_num_threads(args.threads)
+
+    from qwen3asr_plugin.engine.bench import run_bench, synthetic_speech
+    from qwen3asr_plugin.engine.convert import convert
+    from qwen3asr_plugin.engine.model_folder import load_model_info
+    from tests.fixtures.checkpoint import make_checkpoint
+
+    print("machine limits")
+    gflops = sgemm_gflops()
+    read_bw, copy_bw = bandwidth_gbs()
+    print(f"  SGEMM 2048^3, {args.threads} threads: {gflops:.0f} GFLOP/s")
+    print(f"  memory bandwidth: read {read_bw:.1f} GB/s, copy {copy_bw:.1f} GB/s")
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="qwen3asr-sbs-"))
+    ckpt, model = work / f"ckpt-{args.preset}", work / f"model-{args.preset}"
+    if not (model / "model.json").exists():
+        make_checkpoint(ckpt, args.preset, seed=1)
+        convert(ckpt, model, encoder_precisions=("fp32", "int8"), decoder_quants=("q8_0",))
+    info = load_model_info(model)
+    audio = synthetic_speech(args.seconds)
+
+    ours = {s.name: s.seconds for s in run_bench(info, audio, args.tokens, args.threads, "fp32", "q8_0")}
+    ours_int8 = {s.name: s.seconds for s in run_bench(info, audio, args.tokens, args.threads, "int8", "q8_0")}
+    ref = reference_times(ckpt, audio, args.tokens, 30.0)
+
+    print(
+        f"\n{args.preset}: {args.seconds:.0f} s of audio, {args.tokens} forced tokens, {args.threads} threads"
+    )
+    print(
+        f"{'stage':9} {'reference fp32':>15} {'ours fp32+q8_0':>15} {'ratio':>6} {'ours int8+q8_0':>15} {'ratio':>6}"
+    )
+    for stage in ("mel", "encoder", "prefill", "decode"):
+        r, o, o8 = ref[stage], ours[stage], ours_int8[stage]
+        print(f"{stage:9} {r:15.2f} {o:15.2f} {r / o:6.2f} {o8:15.2f} {r / o8:6.2f}")
+    rt, ot, o8t = sum(ref.values()), sum(ours.values()), sum(ours_int8[k] for k in ref)
+    print(f"{'total':9} {rt:15.2f} {ot:15.2f} {rt / ot:6.2f} {o8t:15.2f} {rt / o8t:6.2f}")
+    print(f"{'RTF':9} {rt / args.seconds:15.3f} {ot / args.seconds:15.3f}        {o8t / args.seconds:15.3f}")
+
+    t = info.text
+    params = t.vocab_size * t.hidden_size + t.num_hidden_layers * (
+        t.hidden_size * t.head_dim * (2 * t.num_attention_heads + 2 * t.num_key_value_heads)
+        + 3 * t.hidden_size * t.intermediate_size
+    )
+    bytes_per_token = params * 34 / 32  # q8_0: 34 bytes per 32 weights
+    floor = bytes_per_token / (read_bw * 1e9)
+    per_token = ours["decode"] / args.tokens
+    print(
+        f"\ndecode: {1 / per_token:.1f} tok/s; bandwidth bound {1 / floor:.1f} tok/s "
+        f"({bytes_per_token / 1e9:.2f} GB per token) -> {100 * floor / per_token:.0f} % of the bound"
+    )
+    a = info.audio
+    n_tokens = 13 * int(args.seconds)
+    enc_flops = 2 * n_tokens * a.encoder_layers * (4 * a.d_model**2 + 2 * a.d_model * a.encoder_ffn_dim)
+    conv = (
+        2
+        * int(args.seconds)
+        * 9
+        * a.downsample_hidden_size
+        * (a.downsample_hidden_size * (32 * 25 + 16 * 13) + 64 * 50)
+    )
+    enc_flops += conv
+    print(
+        f"encoder: {(enc_flops / ours['encoder']) / 1e9:.0f} GFLOP/s fp32 "
+        f"({100 * enc_flops / ours['encoder'] / 1e9 / gflops:.0f} % of SGEMM)"
+    )
+    pre_flops = 2 * (n_tokens + 15) * params
+    print(
+        f"prefill: {pre_flops / ours['prefill'] / 1e9:.0f} GFLOP/s in the linear layers "
+        f"({100 * pre_flops / ours['prefill'] / 1e9 / gflops:.0f} % of SGEMM)"
+    )
+
+
+if __name__ == "__main__":
+    main()

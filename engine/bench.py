@@ -1,0 +1,121 @@
+"""`qwen3asr bench`: where the time goes on this machine, stage by stage, for a model folder.
+
+Stages: mel, encoder, decoder prefill (the prompt with the audio embeddings), decoder decode (a forced number
+of tokens, so the figure does not depend on what the model says), and the aligner. Peak memory is the
+process's resident maximum. Figures are from one run; compare ratios within a run.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .decoder import DecoderOptions, TextDecoder
+from .encoder import AudioEncoder, EncoderOptions
+from .mel import log_mel
+from .model_folder import ModelInfo
+from .prompt import build_asr_prompt
+
+
+@dataclass
+class StageTime:
+    name: str
+    seconds: float
+    detail: str = ""
+
+
+def peak_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
+
+
+def synthetic_speech(seconds: float, seed: int = 0) -> np.ndarray:
+    """A speech-like test signal (harmonics with a moving pitch and pauses)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 16000)
+    t = np.arange(n) / 16000.0
+    phase = 2 * np.pi * np.cumsum(140 + 40 * np.sin(2 * np.pi * 0.7 * t)) / 16000.0
+    x = sum(np.sin(k * phase) / k for k in range(1, 6)) * (np.sin(2 * np.pi * 0.25 * t) > -0.6)
+    return (0.3 * x + 0.01 * rng.standard_normal(n)).astype(np.float32)
+
+
+def run_bench(
+    info: ModelInfo,
+    audio: np.ndarray,
+    tokens: int,
+    threads: int,
+    encoder_precision: str | None,
+    decoder_quant: str | None,
+    aligner_info: ModelInfo | None = None,
+    chunk_seconds: float = 30.0,
+) -> list[StageTime]:
+    """Time every stage over `audio` cut into chunk_seconds pieces; `tokens` decoded in all."""
+    n = int(chunk_seconds * 16000)
+    chunks = [audio[i : i + n] for i in range(0, audio.size, n)]
+    per_chunk = max(1, tokens // len(chunks))
+    stages: list[StageTime] = []
+
+    t0 = time.perf_counter()
+    mels = [log_mel(c, info.mel) for c in chunks]
+    stages.append(StageTime("mel", time.perf_counter() - t0))
+
+    encoder = AudioEncoder(info, EncoderOptions(precision=encoder_precision, device="cpu", threads=threads))
+    t0 = time.perf_counter()
+    embeddings = [encoder.encode(m) for m in mels]
+    n_audio = sum(e.shape[0] for e in embeddings)
+    stages.append(
+        StageTime("encoder", time.perf_counter() - t0, f"{encoder.precision}, {n_audio} audio tokens")
+    )
+
+    decoder = TextDecoder(info, DecoderOptions(quant=decoder_quant, threads=threads))
+    prefill = decode = 0.0
+    n_prompt = 0
+    for emb in embeddings:
+        prompt = build_asr_prompt(decoder.tokenize, info.token_ids, emb.shape[0])
+        t0 = time.perf_counter()
+        pos = decoder.prefill(prompt, emb)
+        t1 = time.perf_counter()
+        for i in range(per_chunk):
+            token = int(np.argmax(decoder.logits()))
+            decoder._decode_tokens([token], pos + i, True)
+        decode += time.perf_counter() - t1
+        prefill += t1 - t0
+        n_prompt += pos
+    stages.append(
+        StageTime("prefill", prefill, f"{decoder.quant}, {n_prompt} tokens, {n_prompt / prefill:.0f} tok/s")
+    )
+    n_dec = per_chunk * len(chunks)
+    stages.append(StageTime("decode", decode, f"{n_dec} tokens, {n_dec / decode:.1f} tok/s"))
+    decoder.close()
+
+    if aligner_info is not None:
+        from .aligner import ForcedAligner, split_units
+
+        aligner = ForcedAligner(
+            aligner_info,
+            EncoderOptions(precision=encoder_precision, device="cpu", threads=threads),
+            DecoderOptions(quant=decoder_quant, threads=threads, context_tokens=4096),
+        )
+        words_per_chunk = max(1, per_chunk * 2 // 3)  # about 1.5 tokens per word
+        text = " ".join(["word"] * words_per_chunk)
+        t0 = time.perf_counter()
+        for c in chunks:
+            aligner.slot_classes(c, split_units(text))
+        stages.append(StageTime("align", time.perf_counter() - t0, f"{words_per_chunk * len(chunks)} words"))
+    return stages
+
+
+def report(stages: list[StageTime], audio_seconds: float) -> str:
+    total = sum(s.seconds for s in stages)
+    lines = [f"{'stage':8} {'seconds':>8} {'share':>6}  detail"]
+    for s in stages:
+        lines.append(f"{s.name:8} {s.seconds:8.2f} {100 * s.seconds / total:5.1f}%  {s.detail}")
+    lines.append(
+        f"{'total':8} {total:8.2f}         RTF {total / audio_seconds:.3f} "
+        f"({audio_seconds:.0f} s of audio); peak memory {peak_rss_mb():.0f} MB"
+    )
+    return "\n".join(lines)
