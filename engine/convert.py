@@ -30,6 +30,7 @@ from .model_folder import (
     FORMAT,
     FORMAT_VERSION,
     backend_file,
+    edge_digest,
     frontend_file,
     load_model_info,
     sha256_of,
@@ -133,7 +134,11 @@ def convert(
                 raise Qwen3ASRError(f"{src}: lm_head is {head.shape}, expected ({ckpt.classify_num}, hidden)")
             np.save(stage / HEAD_FILE, np.ascontiguousarray(head, dtype=np.float32))
         for name in sorted(p.name for p in stage.iterdir()):
-            files[name] = {"bytes": (stage / name).stat().st_size, "sha256": sha256_of(stage / name)}
+            files[name] = {
+                "bytes": (stage / name).stat().st_size,
+                "sha256": sha256_of(stage / name),
+                "edges_sha256": edge_digest(stage / name),
+            }
         write_json_atomic(stage / "model.json", _model_json(ckpt, src, repo, revision, files))
         if updating:
             for item in stage.iterdir():

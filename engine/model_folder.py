@@ -47,6 +47,23 @@ def temporary_beside(path: Path) -> Path:
     return Path(tmp)
 
 
+EDGE_BYTES = 1 << 20
+
+
+def edge_digest(path: Path) -> str:
+    """sha256 of a file's first and last MiB (with its size): a cheap check run at every load, which
+    catches truncation, padding and damage at either end without reading gigabytes."""
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    digest.update(str(size).encode())
+    with open(path, "rb") as f:
+        digest.update(f.read(EDGE_BYTES))
+        if size > EDGE_BYTES:
+            f.seek(max(EDGE_BYTES, size - EDGE_BYTES))
+            digest.update(f.read(EDGE_BYTES))
+    return digest.hexdigest()
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write JSON to a temporary file beside `path` and move it into place."""
     tmp = temporary_beside(path)
@@ -104,6 +121,11 @@ class ModelInfo:
             raise ModelError(
                 f"{path}: {size} bytes, expected {entry['bytes']} (truncated or replaced); "
                 f"convert the model again (`qwen3asr convert SRC {self.folder}`)"
+            )
+        if "edges_sha256" in entry and edge_digest(path) != entry["edges_sha256"]:
+            raise ModelError(
+                f"{path}: corrupt (checksum of its ends differs); convert the model again "
+                f"(`qwen3asr convert SRC {self.folder}`)"
             )
         return path
 

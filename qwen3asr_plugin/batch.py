@@ -308,6 +308,11 @@ def transcribe_files(model, inputs: list[Path], options: BatchOptions, reporter:
                     )
                     write_atomic(target, render(fmt, partial, writers), overwrite=True)
                     reporter.update(path, target, len(segments))
+            if duration and info.duration < 0.9 * duration - 1.0:
+                raise Qwen3ASRError(
+                    f"{path}: truncated or damaged: its audio ends at {info.duration:.1f} s of the "
+                    f"{duration:.1f} s the file announces; repair or download it again"
+                )
             segments.sort(key=lambda s: s.start)
             cues = build_cues(words_of(segments), duration=info.duration, **options.cue_overrides)
             cues = chain("postprocess_cues", cues, language=info.language, options=options.postprocess)

@@ -66,6 +66,32 @@ def test_bad_media_one_line_no_output(models, bad_media, tmp_path, name, message
     assert list(tmp_path.iterdir()) == []
 
 
+def test_truncated_mkv_is_an_error_not_a_short_subtitle(models, tmp_path):
+    full = tmp_path / "full.mkv"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=160x120:rate=10",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=300:d=20",
+        "-shortest",
+        "-c:v",
+        "mpeg4",
+        "-c:a",
+        "flac",
+        str(full),
+    )
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 5])
+    run = transcribe(models, str(cut), "-o", str(tmp_path / "out"))
+    assert run.returncode == 1
+    assert "cut.mkv: truncated or damaged" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "out" / "cut.srt").exists()
+
+
 def test_batch_goes_past_bad_files_and_reports_them(models, bad_media, tmp_path):
     run = transcribe(models, str(bad_media), "-o", str(tmp_path), "--format", "txt")
     assert run.returncode == 1
@@ -136,6 +162,12 @@ def test_resume_skips_finished_inputs(models, tmp_path):
     assert (tmp_path / "a.srt").read_text() == "done before" and (tmp_path / "b.srt").exists()
 
 
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 def _broken_copy(models, tmp_path, edit) -> Path:
     folder = tmp_path / "model"
     shutil.copytree(models("tiny"), folder)
@@ -151,6 +183,7 @@ def _broken_copy(models, tmp_path, edit) -> Path:
             "decoder.q8_0.gguf: 104 bytes",
         ),
         (lambda f: (f / "encoder_backend.fp32.onnx").unlink(), "encoder_backend.fp32.onnx: missing"),
+        (lambda f: _flip_last_byte(f / "decoder.q8_0.gguf"), "decoder.q8_0.gguf: corrupt"),
         (
             lambda f: (f / "model.json").write_text(
                 json.dumps({**json.loads((f / "model.json").read_text()), "format_version": 7})

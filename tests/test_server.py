@@ -191,3 +191,48 @@ def test_streaming_events(server):
     deltas = [e["delta"] for e in events if e["type"] == "transcript.text.delta"]
     assert deltas and "".join(deltas) == events[-1]["text"]
     assert [e["segment"] for e in events if e["type"] == "transcript.segment"] == events[-1]["segments"]
+
+
+def test_load_eight_clients_bounded_memory(models):
+    """8 clients at once for a bounded time, good and bad requests mixed: every request gets a result or a
+    JSON error, and the server's memory does not keep growing."""
+    import time
+
+    def rss_mb(pid: int) -> float:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    with ServerProcess(
+        "--model", str(models("tiny")), "--no-align", "--max-upload-mb", "1", "--max-queue", "16"
+    ) as s:
+        post(s, SE_FIELDS, wav_bytes(2.0))
+        baseline = rss_mb(s.proc.pid)
+        outcomes: list[str] = []
+        deadline = time.monotonic() + 60
+
+        def client(i):
+            for n in range(4):
+                if time.monotonic() > deadline:
+                    outcomes.append("late")
+                    continue
+                try:
+                    if (i + n) % 4 == 0:
+                        post(s, SE_FIELDS, b"garbage", filename="bad.wav")
+                    else:
+                        post(s, SE_FIELDS, wav_bytes(2.0, seed=i * 10 + n))
+                    outcomes.append("ok")
+                except Qwen3ASRError as exc:
+                    outcomes.append("error" if "not a media file" in str(exc) else f"unexpected: {exc}")
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(outcomes) == 32 and set(outcomes) <= {"ok", "error"}, outcomes
+        assert outcomes.count("error") == 8
+        assert rss_mb(s.proc.pid) < baseline + 150
+        assert post(s, SE_FIELDS, wav_bytes(1.0))["segments"]
