@@ -57,6 +57,9 @@ class AudioEncoder:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if options.threads:
             so.intra_op_num_threads = options.threads
+        for name in (frontend_file(self.precision), backend_file(self.precision)):
+            if name + ".data" in info.files:
+                info.path(name + ".data")  # external weights: present, the right size, intact ends
         names = [p for p, _ in providers]
         opts = [o for _, o in providers]
         try:

@@ -183,6 +183,10 @@ def _broken_copy(models, tmp_path, edit) -> Path:
             "decoder.q8_0.gguf: 104 bytes",
         ),
         (lambda f: (f / "encoder_backend.fp32.onnx").unlink(), "encoder_backend.fp32.onnx: missing"),
+        (
+            lambda f: (f / "encoder_frontend.fp32.onnx.data").unlink(),
+            "encoder_frontend.fp32.onnx.data: missing",
+        ),
         (lambda f: _flip_last_byte(f / "decoder.q8_0.gguf"), "decoder.q8_0.gguf: corrupt"),
         (
             lambda f: (f / "model.json").write_text(
