@@ -89,7 +89,7 @@ def main() -> None:
                 t1 = time.perf_counter()
                 for i in range(per_chunk):
                     token = int(np.argmax(dec.logits()))
-                    dec._decode_tokens([token], pos + i, True)
+                    dec.step(token, pos + i)
                 decode += time.perf_counter() - t1
                 prefill += t1 - t0
             return prefill, decode

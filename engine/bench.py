@@ -81,7 +81,7 @@ def run_bench(
         t1 = time.perf_counter()
         for i in range(per_chunk):
             token = int(np.argmax(decoder.logits()))
-            decoder._decode_tokens([token], pos + i, True)
+            decoder.step(token, pos + i)
         decode += time.perf_counter() - t1
         prefill += t1 - t0
         n_prompt += pos

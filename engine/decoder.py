@@ -252,6 +252,11 @@ class TextDecoder:
                     rows.append(np.ctypeslib.as_array(ptr, shape=(self.n_embd,)).copy())
         return np.stack(rows) if rows else np.zeros((0, self.n_embd), np.float32)
 
+    def step(self, token: int, position: int) -> np.ndarray:
+        """Feed one token at `position`; returns the next-token logits (a view valid until the next call)."""
+        self._decode_tokens([token], position, True)
+        return self.logits()
+
     def logits(self, index: int = -1) -> np.ndarray:
         ptr = self.L.llama_get_logits_ith(self.ctx, index)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
@@ -317,9 +322,8 @@ class TextDecoder:
             tokens.append(token)
             if loop_start(tokens) is not None:
                 return Generation(tokens, False, True, temperature)
-            self._decode_tokens([token], pos, True)
+            logits = self.step(token, pos)
             pos += 1
-            logits = self.logits()
         return Generation(tokens, False, False, temperature)
 
     @staticmethod
