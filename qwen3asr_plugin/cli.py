@@ -19,18 +19,21 @@ def _split_list(value: str) -> list[str]:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .engine.convert import convert
+    from .engine.gguf_export import DECODER_QUANTS
     from .engine.model_folder import ENCODER_PRECISIONS
 
     precisions = (
         list(ENCODER_PRECISIONS) if args.encoder_precision == "all" else _split_list(args.encoder_precision)
     )
+    quants = list(DECODER_QUANTS) if args.decoder_quant == "all" else _split_list(args.decoder_quant)
     dest = convert(
         args.src,
         args.dest,
         encoder_precisions=precisions,
+        decoder_quants=quants,
         repo=args.repo,
         revision=args.revision,
-        progress=None if args.quiet else (lambda msg: print(f"  {msg}", file=sys.stderr)),
+        progress=_say(args),
     )
     print(f"converted {args.src} -> {dest}")
     return 0

@@ -140,9 +140,13 @@ def test_cli_converts(tiny_checkpoint, tmp_path):
             str(tmp_path / "o"),
             "--encoder-precision",
             "fp32,int8",
+            "--decoder-quant",
+            "f16,q4_k",
         ],
         capture_output=True,
         text=True,
     )
     assert run.returncode == 0, run.stderr
-    assert load_model_info(tmp_path / "o").encoder_precisions == ["fp32", "int8"]
+    info = load_model_info(tmp_path / "o")
+    assert info.encoder_precisions == ["fp32", "int8"]
+    assert info.decoder_quants == ["f16", "q4_k"]
