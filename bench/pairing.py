@@ -15,17 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -38,12 +27,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="keep the checkpoint and model here (reused if present)")
     args = parser.parse_args()
 
+    from qwen3asr_plugin.engine.bench import run_bench
     from qwen3asr_plugin.engine.convert import convert
-    from qwen3asr_plugin.engine.decoder import DecoderOptions, TextDecoder
-    from qwen3asr_plugin.engine.encoder import AudioEncoder, EncoderOptions
-    from qwen3asr_plugin.engine.mel import log_mel
     from qwen3asr_plugin.engine.model_folder import load_model_info
-    from qwen3asr_plugin.engine.prompt import build_asr_prompt
     from tests.fixtures.checkpoint import make_checkpoint
     from tests.parity import speech_like
 
@@ -57,52 +43,35 @@ def main() -> None:
         )
         print(f"checkpoint + conversion: {time.perf_counter() - t0:.0f} s")
     info = load_model_info(model)
-    chunk_n = int(args.chunk_seconds * 16000)
     audio = speech_like(int(args.seconds * 16000))
-    chunks = [audio[i : i + chunk_n] for i in range(0, audio.size, chunk_n)]
-    mels = [log_mel(c, info.mel) for c in chunks]
     print(
-        f"preset {args.preset}: {args.seconds:.0f} s audio in {len(chunks)} chunks, {args.threads} threads, "
-        f"{args.tokens} decoded tokens in all"
+        f"preset {args.preset}: {args.seconds:.0f} s audio in {args.chunk_seconds:.0f} s chunks, "
+        f"{args.threads} threads, {args.tokens} decoded tokens in all; best of {args.repeats}"
     )
 
+    def best(precision: str, quant: str) -> dict[str, float]:
+        runs = [
+            {
+                s.name: s.seconds
+                for s in run_bench(
+                    info, audio, args.tokens, args.threads, precision, quant, chunk_seconds=args.chunk_seconds
+                )
+            }
+            for _ in range(args.repeats)
+        ]
+        return {stage: min(r[stage] for r in runs) for stage in runs[0]}
+
     print("\nencoder (all chunks)")
-    embeddings = None
     for precision in ("fp32", "int8", "fp16"):
-        enc = AudioEncoder(info, EncoderOptions(precision=precision, device="cpu", threads=args.threads))
-        t = best_of(lambda enc=enc: [enc.encode(m) for m in mels], args.repeats)
-        if precision == "fp32":
-            embeddings = [enc.encode(m) for m in mels]
+        t = best(precision, "q8_0")["encoder"]
         print(f"  {precision:5} {t:7.2f} s   RTF {t / args.seconds:.3f}")
-
     print("\ndecoder (prefill of every chunk's prompt, then decode)")
-    per_chunk = args.tokens // len(chunks)
     for quant in ("q8_0", "q4_k", "f16"):
-        dec = TextDecoder(info, DecoderOptions(quant=quant, threads=args.threads))
-        prompts = [build_asr_prompt(dec.tokenize, info.token_ids, e.shape[0]) for e in embeddings]
-
-        def run(dec=dec, prompts=prompts):
-            prefill = decode = 0.0
-            for prompt, emb in zip(prompts, embeddings, strict=True):
-                t0 = time.perf_counter()
-                pos = dec.prefill(prompt, emb)
-                t1 = time.perf_counter()
-                for i in range(per_chunk):
-                    token = int(np.argmax(dec.logits()))
-                    dec.step(token, pos + i)
-                decode += time.perf_counter() - t1
-                prefill += t1 - t0
-            return prefill, decode
-
-        results = [run() for _ in range(args.repeats)]
-        prefill = min(r[0] for r in results)
-        decode = min(r[1] for r in results)
-        n_prompt = sum(len(p.prefix) + p.n_audio + len(p.suffix) for p in prompts)
+        t = best("fp32", quant)
         print(
-            f"  {quant:5} prefill {prefill:6.2f} s ({n_prompt / prefill:6.0f} tok/s)   "
-            f"decode {decode:6.2f} s ({per_chunk * len(chunks) / decode:5.1f} tok/s)"
+            f"  {quant:5} prefill {t['prefill']:6.2f} s   decode {t['decode']:6.2f} s "
+            f"({args.tokens / t['decode']:5.1f} tok/s)"
         )
-        dec.close()
 
 
 if __name__ == "__main__":

@@ -57,12 +57,21 @@ _STREAM = re.compile(r"Stream #\d+:\d+(?:\[[^\]]*\])?(?:\([^)]*\))?: (Audio|Vide
 
 
 def probe(path: Path | str) -> MediaInfo:
-    """Duration and stream counts from `ffmpeg -i` (no ffprobe). Raises AudioError for unreadable input."""
+    """Duration and stream counts from `ffmpeg -i` (no ffprobe). Raises AudioError for unreadable input.
+
+    Several layers ask about the same file (batch, API, decoder, ffmpeg host); the answer is cached per
+    path, size and modification time, so ffmpeg runs once per file."""
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
     if path.is_dir():
         raise AudioError(f"{path}: is a folder; give an audio or video file")
+    stat = path.stat()
+    return _probe(path, stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _probe(path: Path, size: int, mtime_ns: int) -> MediaInfo:
     run = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True)
     report = run.stderr.decode("utf-8", "replace")
     kinds = _STREAM.findall(report)

@@ -194,7 +194,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .engine.bench import report, run_bench, synthetic_speech
-    from .engine.media import probe
     from .engine.model_folder import load_model_info
     from .engine.model_store import DEFAULT_MODEL, presets, resolve_model
 
@@ -211,7 +210,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from .engine.audio import load_audio
 
         audio = load_audio(args.audio)[: int(args.seconds * 16000)]
-        probe(args.audio)
     else:
         audio = synthetic_speech(args.seconds)
     threads = args.threads or (os.cpu_count() or 1)

@@ -99,13 +99,7 @@ def reference_model(folder: Path):
 @torch.no_grad()
 def reference_audio_embeddings(model, mel: np.ndarray, n_window: int = 50) -> np.ndarray:
     """Encoder + projector output [tokens, output_dim] for one mel [n_mels, L]; L padded to whole chunks."""
-    chunk = 2 * n_window
-    n_mels, n_frames = mel.shape
-    padded = -(-n_frames // chunk) * chunk
-    feats = torch.zeros(1, n_mels, padded)
-    feats[0, :, :n_frames] = torch.from_numpy(mel)
-    mask = torch.zeros(1, padded, dtype=torch.long)
-    mask[0, :n_frames] = 1
+    feats, mask = padded_features(mel, n_window)
     return model.get_audio_features(feats, mask).pooler_output.numpy()
 
 

@@ -168,7 +168,7 @@ def run(argv: list[str]) -> int:
                             ]
                         )
                     else:
-                        n = _subtitle_streams(src)
+                        n = info.subtitle_streams
                         _ffmpeg(
                             [
                                 "-i",
@@ -213,12 +213,6 @@ def _publish(sub: Path, target: Path, overwrite: bool) -> None:
 def _filter_path(path: Path) -> str:
     """A path quoted for an ffmpeg filter argument."""
     return "'" + str(path).replace("\\", "/").replace("'", r"'\''").replace(":", r"\:") + "'"
-
-
-def _subtitle_streams(path: Path) -> int:
-    from qwen3asr_plugin.engine.media import probe
-
-    return probe(path).subtitle_streams
 
 
 def main(argv: list[str] | None = None) -> int:
