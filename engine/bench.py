@@ -26,6 +26,7 @@ class StageTime:
     name: str
     seconds: float
     detail: str = ""
+    count: int = 0  # tokens for prefill and decode, audio tokens for the encoder
 
 
 def peak_rss_mb() -> float:
@@ -52,8 +53,10 @@ def run_bench(
     decoder_quant: str | None,
     aligner_info: ModelInfo | None = None,
     chunk_seconds: float = 30.0,
+    batch_size: int = 4,
 ) -> list[StageTime]:
-    """Time every stage over `audio` cut into chunk_seconds pieces; `tokens` decoded in all."""
+    """Time every stage over `audio` cut into chunk_seconds pieces; `tokens` decoded in all, `batch_size`
+    chunks at a time as the pipeline decodes them."""
     n = int(chunk_seconds * 16000)
     chunks = [audio[i : i + n] for i in range(0, audio.size, n)]
     per_chunk = max(1, tokens // len(chunks))
@@ -68,28 +71,44 @@ def run_bench(
     embeddings = [encoder.encode(m) for m in mels]
     n_audio = sum(e.shape[0] for e in embeddings)
     stages.append(
-        StageTime("encoder", time.perf_counter() - t0, f"{encoder.precision}, {n_audio} audio tokens")
+        StageTime(
+            "encoder", time.perf_counter() - t0, f"{encoder.precision}, {n_audio} audio tokens", n_audio
+        )
     )
 
     decoder = TextDecoder(info, DecoderOptions(quant=decoder_quant, threads=threads))
     prefill = decode = 0.0
     n_prompt = 0
-    for emb in embeddings:
-        prompt = build_asr_prompt(decoder.tokenize, info.token_ids, emb.shape[0])
+    for first in range(0, len(embeddings), max(1, batch_size)):
+        group = embeddings[first : first + max(1, batch_size)]
+        prompts = [build_asr_prompt(decoder.tokenize, info.token_ids, e.shape[0]) for e in group]
         t0 = time.perf_counter()
-        pos = decoder.prefill(prompt, emb)
+        positions, logits = decoder.prefill_batch(prompts, group, [per_chunk] * len(group))
         t1 = time.perf_counter()
-        for i in range(per_chunk):
-            token = int(np.argmax(decoder.logits()))
-            decoder.step(token, pos + i)
+        for _ in range(per_chunk):  # the pipeline's lockstep decoding, with forced lengths
+            tokens = [int(np.argmax(row)) for row in logits]
+            logits = decoder.step_batch(tokens, positions)
+            positions = [p + 1 for p in positions]
         decode += time.perf_counter() - t1
         prefill += t1 - t0
-        n_prompt += pos
+        n_prompt += sum(p - per_chunk for p in positions)
     stages.append(
-        StageTime("prefill", prefill, f"{decoder.quant}, {n_prompt} tokens, {n_prompt / prefill:.0f} tok/s")
+        StageTime(
+            "prefill",
+            prefill,
+            f"{decoder.quant}, {n_prompt} tokens, {n_prompt / prefill:.0f} tok/s",
+            n_prompt,
+        )
     )
     n_dec = per_chunk * len(chunks)
-    stages.append(StageTime("decode", decode, f"{n_dec} tokens, {n_dec / decode:.1f} tok/s"))
+    stages.append(
+        StageTime(
+            "decode",
+            decode,
+            f"{n_dec} tokens, {n_dec / decode:.1f} tok/s, {min(batch_size, len(chunks))} at once",
+            n_dec,
+        )
+    )
     decoder.close()
 
     if aligner_info is not None:

@@ -108,6 +108,7 @@ class TextDecoder:
         mp.n_gpu_layers = options.gpu_layers if gpu else 0
         mp.main_gpu = options.device_index
         mp.use_extra_bufts = options.extra_buffer_types
+        self.path = path
         self.model = L.llama_model_load_from_file(str(path).encode(), mp)
         if not self.model:
             raise ModelError(
@@ -118,9 +119,25 @@ class TextDecoder:
         self.n_embd = L.llama_model_n_embd(self.model)
         if self.n_embd != info.text.hidden_size or self.n_vocab != info.text.vocab_size:
             raise ModelError(f"{path}: does not match model.json (dims); convert the model again")
+        self.context_tokens = options.context_tokens
+        self.batch_tokens = options.batch_tokens
+        self._embeddings = embeddings
+        self.ctx = None
+        self.n_seq = 0
+        self.seq_tokens = 0
+        self._make_context(1, options.context_tokens)
+        self.eos_ids = set(info.eos_token_ids) | {info.token_ids["im_end"]}
+        self._piece_buf = ctypes.create_string_buffer(256)
+
+    def _make_context(self, n_seq: int, seq_tokens: int) -> None:
+        """A llama.cpp context for `n_seq` sequences of up to `seq_tokens` each (one KV stream per sequence)."""
+        L, options = self.L, self.options
+        self._free_context()
         cp = L.llama_context_default_params()
-        cp.n_ctx = options.context_tokens
-        cp.n_batch = cp.n_ubatch = options.batch_tokens
+        cp.n_ctx = n_seq * seq_tokens
+        cp.n_seq_max = n_seq
+        cp.kv_unified = False
+        cp.n_batch = cp.n_ubatch = max(options.batch_tokens, n_seq)
         threads = options.threads or os.cpu_count() or 1
         cp.n_threads = cp.n_threads_batch = threads
         flash = options.flash_attention if options.flash_attention is not None else not options.kv_f32
@@ -128,29 +145,40 @@ class TextDecoder:
         if options.kv_f32:
             cp.type_k = cp.type_v = 0  # GGML_TYPE_F32
         cp.no_perf = True
-        if embeddings:
+        if self._embeddings:
             cp.embeddings = True
             cp.pooling_type = L.LLAMA_POOLING_TYPE_NONE
         self.ctx = L.llama_init_from_model(self.model, cp)
         if not self.ctx:
             raise ModelError(
-                f"{path}: llama.cpp could not create a context ({options.context_tokens} tokens)"
+                f"{self.path}: llama.cpp could not create a context ({n_seq} x {seq_tokens} tokens)"
             )
-        self.context_tokens = options.context_tokens
-        self.batch_tokens = options.batch_tokens
-        self._tok_batch = L.llama_batch_init(self.batch_tokens, 0, 1)
+        self.n_seq, self.seq_tokens = n_seq, seq_tokens
+        self._tok_batch = L.llama_batch_init(max(self.batch_tokens, n_seq), 0, 1)
         self._emb_batch = L.llama_batch_init(self.batch_tokens, self.n_embd, 1)
-        self.eos_ids = set(info.eos_token_ids) | {info.token_ids["im_end"]}
-        self._piece_buf = ctypes.create_string_buffer(256)
+
+    def _ensure_context(self, n_seq: int, tokens_per_seq: int) -> None:
+        """Keep the current context when it holds `n_seq` sequences of `tokens_per_seq`, else make one."""
+        if self.n_seq >= n_seq and self.seq_tokens >= tokens_per_seq:
+            return
+        if n_seq == 1:
+            seq_tokens = max(tokens_per_seq, self.context_tokens)
+        else:  # just what the chunks need (256-token steps): the KV cache of n streams stays small
+            seq_tokens = -(-tokens_per_seq // 256) * 256
+        self._make_context(n_seq, seq_tokens)
+
+    def _free_context(self) -> None:
+        if getattr(self, "ctx", None):
+            self.L.llama_batch_free(self._tok_batch)
+            self.L.llama_batch_free(self._emb_batch)
+            self.L.llama_free(self.ctx)
+            self.ctx = None
 
     def close(self) -> None:
-        L = self.L
-        if getattr(self, "ctx", None):
-            L.llama_batch_free(self._tok_batch)
-            L.llama_batch_free(self._emb_batch)
-            L.llama_free(self.ctx)
-            L.llama_model_free(self.model)
-            self.ctx = None
+        self._free_context()
+        if getattr(self, "model", None):
+            self.L.llama_model_free(self.model)
+            self.model = None
 
     def __del__(self):
         with contextlib.suppress(Exception):
@@ -182,7 +210,7 @@ class TextDecoder:
     def reset(self) -> None:
         self.L.llama_memory_clear(self.L.llama_get_memory(self.ctx), True)
 
-    def _decode_tokens(self, tokens: list[int], start_pos: int, want_last: bool) -> None:
+    def _decode_tokens(self, tokens: list[int], start_pos: int, want_last: bool, seq: int = 0) -> None:
         b = self._tok_batch
         for first in range(0, len(tokens), self.batch_tokens):
             piece = tokens[first : first + self.batch_tokens]
@@ -190,14 +218,16 @@ class TextDecoder:
                 b.token[i] = tok
                 b.pos[i] = start_pos + first + i
                 b.n_seq_id[i] = 1
-                b.seq_id[i][0] = 0
+                b.seq_id[i][0] = seq
                 b.logits[i] = 0
             if want_last and first + len(piece) == len(tokens):
                 b.logits[len(piece) - 1] = 1
             b.n_tokens = len(piece)
             self._check(self.L.llama_decode(self.ctx, b))
 
-    def _decode_embeddings(self, embeddings: np.ndarray, start_pos: int, want_outputs: bool = False) -> None:
+    def _decode_embeddings(
+        self, embeddings: np.ndarray, start_pos: int, want_outputs: bool = False, seq: int = 0
+    ) -> None:
         b = self._emb_batch
         emb = np.ascontiguousarray(embeddings, dtype=np.float32)
         for first in range(0, emb.shape[0], self.batch_tokens):
@@ -207,7 +237,7 @@ class TextDecoder:
             for i in range(n):
                 b.pos[i] = start_pos + first + i
                 b.n_seq_id[i] = 1
-                b.seq_id[i][0] = 0
+                b.seq_id[i][0] = seq
                 b.logits[i] = 1 if want_outputs else 0
             b.n_tokens = n
             self._check(self.L.llama_decode(self.ctx, b))
@@ -230,6 +260,7 @@ class TextDecoder:
                 f"input of {total} tokens exceeds the aligner context ({self.context_tokens}); "
                 "align shorter pieces"
             )
+        self._ensure_context(1, total + 1)
         self.reset()
         self._decode_tokens(prefix, 0, False)
         self._decode_embeddings(audio, len(prefix))
@@ -253,17 +284,33 @@ class TextDecoder:
                     rows.append(np.ctypeslib.as_array(ptr, shape=(self.n_embd,)).copy())
         return np.stack(rows) if rows else np.zeros((0, self.n_embd), np.float32)
 
-    def step(self, token: int, position: int) -> np.ndarray:
+    def _step_many(self, items: list[tuple[int, int, int]]) -> list[np.ndarray]:
+        """One llama_decode for (sequence, token, position) items, one token per sequence: the weights are
+        read once for all of them. Returns each item's next-token logits (views valid until the next call)."""
+        b = self._tok_batch
+        for i, (seq, token, position) in enumerate(items):
+            b.token[i] = token
+            b.pos[i] = position
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = seq
+            b.logits[i] = 1
+        b.n_tokens = len(items)
+        self._check(self.L.llama_decode(self.ctx, b))
+        return [self.logits(i) for i in range(len(items))]
+
+    def step(self, token: int, position: int, seq: int = 0) -> np.ndarray:
         """Feed one token at `position`; returns the next-token logits (a view valid until the next call)."""
-        self._decode_tokens([token], position, True)
-        return self.logits()
+        return self._step_many([(seq, token, position)])[0]
+
+    def step_batch(self, tokens: list[int], positions: list[int]) -> list[np.ndarray]:
+        """One token for each of sequences 0..n-1 in one llama_decode (see generate_batch)."""
+        return self._step_many([(i, t, p) for i, (t, p) in enumerate(zip(tokens, positions, strict=True))])
 
     def logits(self, index: int = -1) -> np.ndarray:
         ptr = self.L.llama_get_logits_ith(self.ctx, index)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
-    def prefill(self, prompt: Prompt, audio: np.ndarray) -> int:
-        """Evaluate the whole prompt with `audio` [n_audio, hidden] injected; returns the prompt length."""
+    def _prompt_length(self, prompt: Prompt, audio: np.ndarray) -> int:
         if audio.shape != (prompt.n_audio, self.n_embd):
             raise ValueError(
                 f"audio embeddings {audio.shape} do not fit the prompt ({prompt.n_audio}, {self.n_embd})"
@@ -274,11 +321,34 @@ class TextDecoder:
                 f"prompt of {total} tokens exceeds the decoder context ({self.context_tokens}); "
                 "use shorter chunks"
             )
-        self.reset()
-        self._decode_tokens(prompt.prefix, 0, False)
-        self._decode_embeddings(audio, len(prompt.prefix))
-        self._decode_tokens(prompt.suffix, len(prompt.prefix) + prompt.n_audio, True)
         return total
+
+    def _prefill_seq(self, prompt: Prompt, audio: np.ndarray, seq: int) -> None:
+        self._decode_tokens(prompt.prefix, 0, False, seq)
+        self._decode_embeddings(audio, len(prompt.prefix), seq=seq)
+        self._decode_tokens(prompt.suffix, len(prompt.prefix) + prompt.n_audio, True, seq)
+
+    def prefill(self, prompt: Prompt, audio: np.ndarray) -> int:
+        """Evaluate the whole prompt with `audio` [n_audio, hidden] injected; returns the prompt length
+        (logits() is then the first token's)."""
+        totals, _ = self.prefill_batch([prompt], [audio])
+        return totals[0]
+
+    def prefill_batch(
+        self, prompts: list[Prompt], audios: list[np.ndarray], extra_tokens: list[int] | None = None
+    ) -> tuple[list[int], list[np.ndarray]]:
+        """Prompt i with its audio as sequence i, each in its own llama_decode calls (one chunk's audio
+        already fills the prefill's matrix products), with room for extra_tokens[i] more tokens. Returns
+        the prompt lengths and copies of each sequence's first-token logits."""
+        totals = [self._prompt_length(p, a) for p, a in zip(prompts, audios, strict=True)]
+        extra = extra_tokens or [1] * len(prompts)
+        self._ensure_context(len(prompts), max(t + e + 1 for t, e in zip(totals, extra, strict=True)))
+        self.reset()
+        firsts = []
+        for seq, (prompt, audio) in enumerate(zip(prompts, audios, strict=True)):
+            self._prefill_seq(prompt, audio, seq)
+            firsts.append(self.logits().copy())
+        return totals, firsts
 
     def generate(
         self,
@@ -289,43 +359,95 @@ class TextDecoder:
     ) -> Generation:
         """Greedy generation with the repetition guard and temperature fallback (`temperatures` overrides
         the options' schedule; (0.0,) is greedy only)."""
+        return self.generate_batch([prompt], [audio], [max_new_tokens], temperatures)[0]
+
+    def generate_batch(
+        self,
+        prompts: list[Prompt],
+        audios: list[np.ndarray],
+        max_new_tokens: list[int],
+        temperatures: tuple[float, ...] | None = None,
+    ) -> list[Generation]:
+        """generate() for several chunks at once: each is its own sequence, and they decode in lockstep, one
+        llama_decode per step for all of them (decoding is memory-bound: the weights are read once per step
+        whatever the number of sequences). A sequence that loops or runs out of budget is retried alone
+        with the temperature fallback afterwards; the results equal separate generate() calls."""
         temperatures = temperatures or self.options.temperatures
-        n_prompt = self.prefill(prompt, audio)
-        first = self.logits().copy()
-        budget = max(1, min(max_new_tokens, self.context_tokens - n_prompt - 1))
-        best: Generation | None = None
-        for attempt, temperature in enumerate(temperatures, start=1):
-            if attempt > 1:
-                self.L.llama_memory_seq_rm(self.L.llama_get_memory(self.ctx), 0, n_prompt, -1)
+        totals = [self._prompt_length(p, a) for p, a in zip(prompts, audios, strict=True)]
+        budgets = [
+            max(1, min(m, self.context_tokens - t - 1)) for m, t in zip(max_new_tokens, totals, strict=True)
+        ]
+        totals, firsts = self.prefill_batch(prompts, audios, budgets)
+        rngs = [np.random.default_rng(self.options.seed + 1) for _ in prompts]
+        seqs = list(range(len(prompts)))
+        greedy = self._sample(seqs, firsts, totals, budgets, temperatures[0], rngs)
+        results = []
+        for seq, gen in enumerate(greedy):
+            gen.prompt_tokens, gen.logits_first = totals[seq], firsts[seq]
+            if not gen.finished or gen.looped:
+                gen = self._fall_back(seq, gen, totals[seq], budgets[seq], temperatures)
+            results.append(gen)
+        return results
+
+    def _fall_back(
+        self, seq: int, greedy: Generation, n_prompt: int, budget: int, temperatures: tuple[float, ...]
+    ) -> Generation:
+        """Retry sequence `seq` from its cached prompt at each further temperature; if every try loops or
+        runs out of budget, keep the greedy output with its runaway part cut to one copy."""
+        first = greedy.logits_first
+        for attempt, temperature in enumerate(temperatures[1:], start=2):
+            self.L.llama_memory_seq_rm(self.L.llama_get_memory(self.ctx), seq, n_prompt, -1)
             rng = np.random.default_rng(self.options.seed + attempt)
-            gen = self._sample(first, n_prompt, budget, temperature, rng)
+            gen = self._sample([seq], [first], [n_prompt], [budget], temperature, [rng])[0]
             gen.attempts, gen.prompt_tokens, gen.logits_first = attempt, n_prompt, first
-            if best is None:
-                best = gen
             if gen.finished and not gen.looped:
                 return gen
-        # Every try looped or ran out of budget: keep the greedy output, its runaway part cut to one copy.
-        assert best is not None
-        cut = loop_start(best.tokens)
+        cut = loop_start(greedy.tokens)
         if cut is not None:
-            best.tokens = best.tokens[:cut]
-        best.attempts = len(temperatures)
-        return best
+            greedy.tokens = greedy.tokens[:cut]
+        greedy.attempts = len(temperatures)
+        return greedy
 
-    def _sample(self, first: np.ndarray, n_prompt: int, budget: int, temperature: float, rng) -> Generation:
-        tokens: list[int] = []
-        logits = first
-        pos = n_prompt
-        while len(tokens) < budget:
-            token = self._pick(logits, temperature, rng)
-            if token in self.eos_ids:
-                return Generation(tokens, True, False, temperature)
-            tokens.append(token)
-            if loop_start(tokens) is not None:
-                return Generation(tokens, False, True, temperature)
-            logits = self.step(token, pos)
-            pos += 1
-        return Generation(tokens, False, False, temperature)
+    def _sample(
+        self,
+        seqs: list[int],
+        firsts: list[np.ndarray],
+        starts: list[int],
+        budgets: list[int],
+        temperature: float,
+        rngs: list,
+    ) -> list[Generation]:
+        """Sample the sequences `seqs` in lockstep from their first logits until each ends (end of turn,
+        loop, or budget)."""
+        n = len(seqs)
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        done: list[Generation | None] = [None] * n
+        logits = list(firsts)
+        pos = list(starts)
+        active = list(range(n))
+        while active:
+            feed = []
+            for k in active:
+                if len(tokens[k]) >= budgets[k]:
+                    done[k] = Generation(tokens[k], False, False, temperature)
+                    continue
+                token = self._pick(logits[k], temperature, rngs[k])
+                if token in self.eos_ids:
+                    done[k] = Generation(tokens[k], True, False, temperature)
+                    continue
+                tokens[k].append(token)
+                if loop_start(tokens[k]) is not None:
+                    done[k] = Generation(tokens[k], False, True, temperature)
+                    continue
+                feed.append((k, token))
+            if not feed:
+                break
+            rows = self._step_many([(seqs[k], token, pos[k]) for k, token in feed])
+            for row, (k, _) in zip(rows, feed, strict=True):
+                logits[k] = row
+                pos[k] += 1
+            active = [k for k, _ in feed]
+        return [g for g in done if g is not None]
 
     @staticmethod
     def _pick(logits: np.ndarray, temperature: float, rng) -> int:

@@ -42,6 +42,12 @@ class TranscribeOptions:
     min_new_tokens: int = 24
     temperature_fallback: bool = True  # False: greedy only (the repetition guard still cuts loops)
     chunking: ChunkOptions = ChunkOptions()
+    # Chunks decoded together (one llama.cpp sequence each, one weight pass per step for all: 2 give 1.6x
+    # and 4 give 2.2x the decode tokens/s on a 2-core CPU); their segments come out when the group is done.
+    batch_size: int = 4
+    # The first group's size (None: batch_size); 1 gets the first segment out as early as possible, for
+    # progressive outputs such as mpv's.
+    first_batch_size: int | None = None
 
 
 @dataclass
@@ -107,45 +113,55 @@ class AsrPipeline:
         index = 0
         chunking = replace(options.chunking, max_seconds=options.chunk_seconds)
         first = int(round(start_seconds * self.info.mel.sampling_rate))
-        for chunk in iter_chunks(self._counted(blocks, info, start_seconds), chunking, first_sample=first):
-            seconds = chunk.n_samples / self.info.mel.sampling_rate
-            result = self.transcribe_chunk(
-                chunk.audio,
+        chunks = iter_chunks(self._counted(blocks, info, start_seconds), chunking, first_sample=first)
+        for group in _groups(chunks, options.first_batch_size or options.batch_size, options.batch_size):
+            results = self.transcribe_chunks(
+                [chunk.audio for chunk in group],
                 language,
                 options.context,
-                max_new_tokens=int(options.min_new_tokens + options.tokens_per_second * seconds),
+                [
+                    int(
+                        options.min_new_tokens
+                        + options.tokens_per_second * c.n_samples / self.info.mel.sampling_rate
+                    )
+                    for c in group
+                ],
                 temperatures=None if options.temperature_fallback else (0.0,),
             )
-            parsed = result["parsed"]
-            if on_progress is not None:
-                on_progress(chunk.end_seconds)
-            if parsed.no_speech or not parsed.text:
-                continue
-            if parsed.language and parsed.language not in info.languages:
-                info.languages.append(parsed.language)
-                if info.language is None:
-                    info.language = parsed.language
-            start, end, words = round(chunk.start_seconds, 3), round(chunk.end_seconds, 3), None
-            if self.aligner is not None:
-                # The aligner times the text on the same chunk the text came from.
-                offset = chunk.start_seconds
-                timed = self.aligner.align(chunk.audio[: chunk.n_samples], parsed.text, parsed.language)
-                words = tuple(
-                    Word(round(w.start + offset, 3), round(w.end + offset, 3), w.word) for w in timed
-                )
-                if words:
-                    start, end = words[0].start, max(w.end for w in words)
-            yield Segment(
-                id=index,
-                start=start,
-                end=end,
-                text=parsed.text,
-                language=parsed.language,
-                tokens=tuple(result["tokens"]),
-                temperature=result["temperature"],
-                words=words,
-            )
-            index += 1
+            for chunk, result in zip(group, results, strict=True):
+                if on_progress is not None:
+                    on_progress(chunk.end_seconds)
+                segment = self._segment(chunk, result, index, info)
+                if segment is not None:
+                    index += 1
+                    yield segment
+
+    def _segment(self, chunk, result: dict, index: int, info: TranscriptionInfo) -> Segment | None:
+        parsed = result["parsed"]
+        if parsed.no_speech or not parsed.text:
+            return None
+        if parsed.language and parsed.language not in info.languages:
+            info.languages.append(parsed.language)
+            if info.language is None:
+                info.language = parsed.language
+        start, end, words = round(chunk.start_seconds, 3), round(chunk.end_seconds, 3), None
+        if self.aligner is not None:
+            # The aligner times the text on the same chunk the text came from.
+            offset = chunk.start_seconds
+            timed = self.aligner.align(chunk.audio[: chunk.n_samples], parsed.text, parsed.language)
+            words = tuple(Word(round(w.start + offset, 3), round(w.end + offset, 3), w.word) for w in timed)
+            if words:
+                start, end = words[0].start, max(w.end for w in words)
+        return Segment(
+            id=index,
+            start=start,
+            end=end,
+            text=parsed.text,
+            language=parsed.language,
+            tokens=tuple(result["tokens"]),
+            temperature=result["temperature"],
+            words=words,
+        )
 
     def _counted(
         self, blocks: Iterable[np.ndarray], info: TranscriptionInfo, start_seconds: float = 0.0
@@ -170,17 +186,46 @@ class AsrPipeline:
         temperatures: tuple[float, ...] | None = None,
     ) -> dict:
         """One chunk through mel, encoder and decoder: generated token ids and their parsed meaning."""
-        mel = log_mel(audio, self.info.mel)
-        embeddings = self.encoder.encode(mel)
-        prompt = build_asr_prompt(
-            self.decoder.tokenize, self.info.token_ids, embeddings.shape[0], context, language
-        )
-        gen = self.decoder.generate(prompt, embeddings, max_new_tokens, temperatures)
-        parsed = parse_output(gen.tokens, self.info.token_ids["asr_text"], self.decoder.detokenize, language)
-        return {
-            "tokens": gen.tokens,
-            "parsed": parsed,
-            "temperature": gen.temperature,
-            "prompt": prompt,
-            "generation": gen,
-        }
+        return self.transcribe_chunks([audio], language, context, [max_new_tokens], temperatures)[0]
+
+    def transcribe_chunks(
+        self,
+        audios: list[np.ndarray],
+        language: str | None,
+        context: str,
+        max_new_tokens: list[int],
+        temperatures: tuple[float, ...] | None = None,
+    ) -> list[dict]:
+        """Chunks encoded one by one, then decoded together (TextDecoder.generate_batch)."""
+        prompts, embeddings = [], []
+        for audio in audios:
+            emb = self.encoder.encode(log_mel(audio, self.info.mel))
+            embeddings.append(emb)
+            prompts.append(
+                build_asr_prompt(self.decoder.tokenize, self.info.token_ids, emb.shape[0], context, language)
+            )
+        gens = self.decoder.generate_batch(prompts, embeddings, max_new_tokens, temperatures)
+        token_id = self.info.token_ids["asr_text"]
+        return [
+            {
+                "tokens": gen.tokens,
+                "parsed": parse_output(gen.tokens, token_id, self.decoder.detokenize, language),
+                "temperature": gen.temperature,
+                "prompt": prompt,
+                "generation": gen,
+            }
+            for gen, prompt in zip(gens, prompts, strict=True)
+        ]
+
+
+def _groups(items: Iterable, first_size: int, size: int) -> Iterator[list]:
+    """Consecutive lists of `size` items (the first of `first_size`), read lazily."""
+    group: list = []
+    want = max(1, first_size)
+    for item in items:
+        group.append(item)
+        if len(group) >= want:
+            yield group
+            group, want = [], max(1, size)
+    if group:
+        yield group

@@ -108,19 +108,25 @@ class ASRModel:
         audio_track: int = 0,
         on_progress: Callable[[float], None] | None = None,
         start_seconds: float | None = None,
+        batch_size: int = 4,
+        first_batch_size: int | None = None,
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
         """Segments (a lazy iterator) and info for a media file path or a float array at `sampling_rate`.
 
         Files are decoded by ffmpeg and read in blocks as the segments are consumed, so memory does not grow
         with the length of the input. `vad_filter` skips long non-speech; `audio_track` picks a stream.
         `start_seconds` transcribes from there to the end first, then the beginning (what a player wants:
-        subtitles where the viewer is, soonest); `on_progress` then counts seconds done in that order."""
+        subtitles where the viewer is, soonest); `on_progress` then counts seconds done in that order.
+        `batch_size` chunks are decoded together (faster; their segments arrive together); `first_batch_size`
+        1 gets the first segment out soonest (for progressive outputs)."""
         options = TranscribeOptions(
             language=language,
             context=context or "",
             chunk_seconds=chunk_seconds,
             temperature_fallback=temperature_fallback,
             chunking=ChunkOptions(vad=vad_filter),
+            batch_size=batch_size,
+            first_batch_size=first_batch_size,
         )
         if isinstance(audio, np.ndarray):
             samples = to_mono_16k(audio, sampling_rate)

@@ -236,6 +236,7 @@ class BatchOptions:
     progressive: bool = False  # rewrite the first format's file after every segment (for players)
     start_seconds: float | None = None  # begin at this position, then do the beginning
     skip_existing: bool = False  # resume a batch: inputs whose outputs all exist are skipped
+    batch_size: int = 4  # chunks decoded together
 
 
 def transcribe_files(model, inputs: list[Path], options: BatchOptions, reporter: Reporter) -> dict:
@@ -284,6 +285,9 @@ def transcribe_files(model, inputs: list[Path], options: BatchOptions, reporter:
                 temperature_fallback=options.temperature_fallback,
                 on_progress=progress,
                 start_seconds=options.start_seconds,
+                batch_size=options.batch_size,
+                # A player wants the first subtitle soonest: the first chunk is decoded on its own.
+                first_batch_size=1 if options.progressive else None,
             )
             segments, languages = [], set()
             for segment in segments_iter:

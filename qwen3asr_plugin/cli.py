@@ -13,6 +13,13 @@ EXIT_USER_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
+def _positive_int(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give a whole number of at least 1")
+    return n
+
+
 def _split_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
@@ -134,6 +141,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         progressive=args.progressive,
         start_seconds=args.start,
         skip_existing=args.skip_existing,
+        batch_size=args.batch_size,
     )
     reporter = JsonReporter() if args.json_progress else Reporter(quiet=args.quiet)
     summary = transcribe_files(model, inputs, options, reporter)
@@ -215,10 +223,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     threads = args.threads or (os.cpu_count() or 1)
     print(
         f"model {info.folder} ({info.source.get('repo') or 'local'}); {threads} threads; "
-        f"{args.tokens} decoded tokens forced"
+        f"{args.tokens} decoded tokens forced; {args.batch_size} chunks decoded together"
     )
     stages = run_bench(
-        info, audio, args.tokens, threads, args.encoder_precision, args.decoder_quant, aligner_info
+        info,
+        audio,
+        args.tokens,
+        threads,
+        args.encoder_precision,
+        args.decoder_quant,
+        aligner_info,
+        batch_size=args.batch_size,
     )
     print(report(stages, audio.size / 16000))
     return 0
@@ -348,6 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-precision", help="fp32, fp16 or int8 (default: the best the model folder has)")
     p.add_argument("--decoder-quant", help="f32, f16, q8_0 or q4_k (default: the best the model folder has)")
     p.add_argument("--no-fallback", action="store_true", help="greedy only: no temperature fallback on loops")
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=4,
+        help="30 s chunks decoded together: one pass over the weights per token for all (default 4; 1: one "
+        "at a time, least memory)",
+    )
     p.add_argument("--aligner", help="forced aligner preset or folder (default: the model preset's aligner)")
     p.add_argument("--no-align", action="store_true", help="no word timings (skips the aligner)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -397,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--encoder-precision")
     p.add_argument("--decoder-quant")
+    p.add_argument("--batch-size", type=_positive_int, default=4, help="chunks decoded together (default 4)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_bench)
 

@@ -67,3 +67,33 @@ def test_aligner_given_as_asr_model(tmp_path):
         f"qwen3asr: error: {aligner}: is a forced-aligner model, not an ASR model; give a Qwen3-ASR model "
         "(e.g. --model qwen3-asr-0.6b)"
     ]
+
+
+def test_bench_reports_every_stage(models):
+    """`qwen3asr bench` on a model folder: each stage with its counts; the forced tokens are all decoded."""
+    run = subprocess.run(
+        [
+            QWEN3ASR,
+            "bench",
+            "--model",
+            str(models("tiny")),
+            "--aligner",
+            str(models("aligner-tiny")),
+            "--seconds",
+            "65",
+            "--tokens",
+            "30",
+            "--batch-size",
+            "2",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = {line.split()[0]: line for line in run.stdout.splitlines() if line.strip()}
+    for stage in ("mel", "encoder", "prefill", "decode", "align", "total"):
+        assert stage in lines, run.stdout
+    assert "30 tokens" in lines["decode"] and "2 at once" in lines["decode"]  # 3 chunks of 10 tokens
+    assert "RTF" in lines["total"] and "peak memory" in lines["total"]

@@ -159,7 +159,9 @@ def test_detected_language_and_no_speech(models, monkeypatch):
             fake_generation(p, "language chinese", "你好"),
         ]
     )
-    monkeypatch.setattr(p.decoder, "generate", lambda *a, **k: next(outputs))
+    monkeypatch.setattr(
+        p.decoder, "generate_batch", lambda prompts, *a, **k: [next(outputs) for _ in prompts]
+    )
     audio = np.concatenate([speech_like(16_000 * 20)] * 3)  # three chunks of 20 s
     segments, info = p.transcribe_array(audio, TranscribeOptions(chunk_seconds=25))
     segments = list(segments)
@@ -170,7 +172,11 @@ def test_detected_language_and_no_speech(models, monkeypatch):
 
 def test_forced_language_keeps_the_whole_output(models, monkeypatch):
     p = pipeline(models, "tiny")
-    monkeypatch.setattr(p.decoder, "generate", lambda *a, **k: fake_generation(p, " forced text", None))
+    monkeypatch.setattr(
+        p.decoder,
+        "generate_batch",
+        lambda prompts, *a, **k: [fake_generation(p, " forced text", None) for _ in prompts],
+    )
     result = p.transcribe_chunk(AUDIO, "German", "", 8)
     assert result["parsed"].language == "German" and result["parsed"].text == "forced text"
     with pytest.raises(Qwen3ASRError, match="unknown language"):

@@ -136,3 +136,18 @@ def test_no_audio_stream_is_one_clear_line(models, tmp_path):
     assert run.returncode == 1
     assert f"{video}: has no audio stream" in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "mute.srt").exists()
+
+
+def test_batch_size_option(models, tmp_path):
+    """--batch-size changes how chunks are grouped, never what is written; 0 is refused in one line."""
+    wav = write_wav(tmp_path / "long.wav", speech_like(16_000 * 70))  # three chunks
+    outputs = {}
+    for size in ("1", "3"):
+        out = tmp_path / f"b{size}"
+        r = transcribe(models, str(wav), "--batch-size", size, "--no-align", "-f", "json", "-o", str(out))
+        assert r.returncode == 0, r.stderr
+        outputs[size] = json.loads((out / "long.json").read_text())["segments"]
+    assert len(outputs["1"]) >= 2
+    assert [s["text"] for s in outputs["1"]] == [s["text"] for s in outputs["3"]]
+    r = transcribe(models, str(wav), "--batch-size", "0")
+    assert r.returncode != 0 and "at least 1" in r.stderr

@@ -1,0 +1,118 @@
+"""Chunks decoded together (one llama.cpp sequence each, in lockstep) give what one-at-a-time decoding gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qwen3asr_plugin.engine.decoder import DecoderOptions, Generation
+from qwen3asr_plugin.engine.encoder import EncoderOptions
+from qwen3asr_plugin.engine.model_folder import load_model_info
+from qwen3asr_plugin.engine.pipeline import AsrPipeline, TranscribeOptions, _groups
+from tests.parity import speech_like
+
+# Different lengths, so the sequences have different prompt lengths and end at different steps.
+AUDIOS = [speech_like(16_000 * 3 + 1234, seed=3), speech_like(16_000 * 7, seed=4), speech_like(9_000, seed=5)]
+
+
+def make_pipeline(folder, quant: str, kv_f32: bool, temperatures=(0.0,)) -> AsrPipeline:
+    return AsrPipeline(
+        load_model_info(folder),
+        EncoderOptions(precision="fp32", device="cpu"),
+        DecoderOptions(quant=quant, kv_f32=kv_f32, temperatures=temperatures),
+    )
+
+
+@pytest.mark.parametrize(("quant", "kv_f32"), [("f32", True), ("q8_0", False)])
+def test_batch_equals_one_chunk_at_a_time(models, quant, kv_f32):
+    p = make_pipeline(models("tiny"), quant, kv_f32)
+    budgets = [40, 40, 40]
+    solo = [p.transcribe_chunk(a, None, "", 40) for a in AUDIOS]
+    batched = p.transcribe_chunks(AUDIOS, None, "", budgets)
+    assert p.decoder.n_seq >= 3  # it really ran as three sequences
+    for s, b in zip(solo, batched, strict=True):
+        assert b["prompt"].token_ids() == s["prompt"].token_ids()
+        np.testing.assert_allclose(b["generation"].logits_first, s["generation"].logits_first, atol=2e-4)
+        assert b["tokens"] == s["tokens"]
+        assert b["generation"].finished == s["generation"].finished
+    # A single chunk afterwards still gets a full-size context.
+    again = p.transcribe_chunk(AUDIOS[0], None, "", 40)
+    assert again["tokens"] == solo[0]["tokens"]
+
+
+def test_fallback_inside_a_batch(tmp_path):
+    """A fixture seed whose greedy output loops: a looping sequence in a batch is retried alone with the
+    temperature fallback, exactly as it is when decoded on its own, and does not disturb the others."""
+    from qwen3asr_plugin.engine.convert import convert
+    from tests.fixtures.checkpoint import make_checkpoint
+
+    ckpt = make_checkpoint(tmp_path / "loopy", "tiny", seed=7)
+    folder = convert(ckpt, tmp_path / "m", decoder_quants=["f32"])
+    p = make_pipeline(folder, "f32", True, temperatures=(0.0, 0.2, 0.4))
+    audios = [AUDIOS[0], AUDIOS[1], AUDIOS[0]]
+    solo = [p.transcribe_chunk(a, None, "", 200) for a in audios]
+    assert solo[0]["generation"].attempts >= 2  # the loop really triggered the fallback
+    batched = p.transcribe_chunks(audios, None, "", [200, 200, 200])
+    for s, b in zip(solo, batched, strict=True):
+        gs, gb = s["generation"], b["generation"]
+        assert (gb.tokens, gb.attempts, gb.temperature, gb.finished) == (
+            gs.tokens,
+            gs.attempts,
+            gs.temperature,
+            gs.finished,
+        )
+
+
+def test_groups_are_lazy_and_sized():
+    seen = []
+
+    def items():
+        for i in range(8):
+            seen.append(i)
+            yield i
+
+    it = _groups(items(), 1, 3)
+    assert next(it) == [0] and seen == [0]  # the first group does not wait for more input
+    assert next(it) == [1, 2, 3]
+    assert list(it) == [[4, 5, 6], [7]]
+    assert [len(g) for g in _groups(range(5), 3, 3)] == [3, 2]
+
+
+def fake(p, text: str) -> Generation:
+    tokens = (
+        p.decoder.tokenize("language English") + [p.info.token_ids["asr_text"]] + p.decoder.tokenize(text)
+    )
+    return Generation(tokens=tokens, finished=True, looped=False, temperature=0.0)
+
+
+def test_pipeline_groups_chunks_and_keeps_their_order(models, monkeypatch):
+    p = make_pipeline(models("tiny"), "f32", True)
+    sizes: list[int] = []
+    counter = iter(range(100))
+
+    def generate_batch(prompts, audios, budgets, temperatures=None):
+        sizes.append(len(prompts))
+        assert len(budgets) == len(prompts)
+        return [fake(p, f" chunk {next(counter)}") for _ in prompts]
+
+    monkeypatch.setattr(p.decoder, "generate_batch", generate_batch)
+    audio = np.concatenate(
+        [speech_like(16_000 * 10, seed=s) for s in range(5)]
+    )  # about five chunks of up to 10 s
+    blocks_read = []
+
+    def blocks():
+        for i in range(0, audio.size, 16_000):
+            blocks_read.append(i)
+            yield audio[i : i + 16_000]
+
+    options = TranscribeOptions(chunk_seconds=10, batch_size=3, first_batch_size=1)
+    segments, _ = p.transcribe_stream(blocks(), options)
+    first = next(segments)
+    assert first.text == "chunk 0" and sizes == [1]
+    assert len(blocks_read) <= 21  # the first segment came after about one chunk of input, not three
+    rest = list(segments)
+    assert sizes[:2] == [1, 3] and all(n <= 3 for n in sizes) and sum(sizes) == 1 + len(rest)
+    assert [s.text for s in [first, *rest]] == [f"chunk {i}" for i in range(sum(sizes))]
+    starts = [s.start for s in [first, *rest]]
+    assert starts == sorted(starts) and starts[0] == 0.0 and starts[-1] >= 35.0
