@@ -122,10 +122,10 @@ class TextDecoder:
         self.context_tokens = options.context_tokens
         self.batch_tokens = options.batch_tokens
         self._embeddings = embeddings
+        # The context (KV cache) is made on first use, sized for what is asked of it (see _ensure_context).
         self.ctx = None
         self.n_seq = 0
         self.seq_tokens = 0
-        self._make_context(1, options.context_tokens)
         self.eos_ids = set(info.eos_token_ids) | {info.token_ids["im_end"]}
         self._piece_buf = ctypes.create_string_buffer(256)
 
@@ -208,7 +208,8 @@ class TextDecoder:
 
     # Evaluation
     def reset(self) -> None:
-        self.L.llama_memory_clear(self.L.llama_get_memory(self.ctx), True)
+        if self.ctx:
+            self.L.llama_memory_clear(self.L.llama_get_memory(self.ctx), True)
 
     def _decode_tokens(self, tokens: list[int], start_pos: int, want_last: bool, seq: int = 0) -> None:
         b = self._tok_batch
