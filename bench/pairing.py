@@ -39,7 +39,10 @@ def main() -> None:
         t0 = time.perf_counter()
         make_checkpoint(ckpt, args.preset, seed=1)
         convert(
-            ckpt, model, encoder_precisions=("fp32", "fp16", "int8"), decoder_quants=("f16", "q8_0", "q4_k")
+            ckpt,
+            model,
+            encoder_precisions=("fp32", "fp16", "int8"),
+            decoder_quants=("f16", "q8_0", "q6_k", "q4_k"),
         )
         print(f"checkpoint + conversion: {time.perf_counter() - t0:.0f} s")
     info = load_model_info(model)
@@ -66,7 +69,7 @@ def main() -> None:
         t = best(precision, "q8_0")["encoder"]
         print(f"  {precision:5} {t:7.2f} s   RTF {t / args.seconds:.3f}")
     print("\ndecoder (prefill of every chunk's prompt, then decode)")
-    for quant in ("q8_0", "q4_k", "f16"):
+    for quant in ("q8_0", "q6_k", "q4_k", "f16"):
         t = best("fp32", quant)
         print(
             f"  {quant:5} prefill {t['prefill']:6.2f} s   decode {t['decode']:6.2f} s "

@@ -181,7 +181,7 @@ def _write_encoders(ckpt: Checkpoint, out: Path, precisions: list[str], say: Cal
 
 
 def _write_decoders(ckpt: Checkpoint, out: Path, quants: list[str], say: Callable[[str], None]) -> None:
-    """The text model as GGUF per quantization; q8_0 and q4_k are quantized from an f32 file."""
+    """The text model as GGUF per quantization; q8_0, q6_k and q4_k are quantized from an f32 file."""
     for quant in quants:
         if quant in ("f32", "f16"):
             say(f"{decoder_file(quant)}")

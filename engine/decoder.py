@@ -25,7 +25,7 @@ from .prompt import Prompt
 
 @dataclass(frozen=True)
 class DecoderOptions:
-    quant: str | None = None  # f32, f16, q8_0, q4_k; None picks the best the folder has for the device
+    quant: str | None = None  # f32, f16, q8_0, q6_k, q4_k; None picks the best the folder has for the device
     threads: int = 0  # 0: all cores
     gpu_layers: int = 0  # layers offloaded when llama.cpp has a GPU backend; -1 = all
     device_index: int = 0
@@ -85,7 +85,7 @@ def loop_start(tokens: list[int], max_pattern: int = 24) -> int | None:
 
 def default_quant(available: list[str], gpu: bool) -> str:
     """The CPU default is q8_0 (see README, speed); on a GPU f16 where present."""
-    order = ["f16", "q8_0", "f32", "q4_k"] if gpu else ["q8_0", "q4_k", "f16", "f32"]
+    order = ["f16", "q8_0", "f32", "q6_k", "q4_k"] if gpu else ["q8_0", "q6_k", "q4_k", "f16", "f32"]
     for q in order:
         if q in available:
             return q

@@ -141,7 +141,7 @@ def test_cli_converts(tiny_checkpoint, tmp_path):
             "--encoder-precision",
             "fp32,int8",
             "--decoder-quant",
-            "f16,q4_k",
+            "f16,q6_k,q4_k",
         ],
         capture_output=True,
         text=True,
@@ -149,4 +149,4 @@ def test_cli_converts(tiny_checkpoint, tmp_path):
     assert run.returncode == 0, run.stderr
     info = load_model_info(tmp_path / "o")
     assert info.encoder_precisions == ["fp32", "int8"]
-    assert info.decoder_quants == ["f16", "q4_k"]
+    assert info.decoder_quants == ["f16", "q6_k", "q4_k"]

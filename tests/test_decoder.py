@@ -263,3 +263,28 @@ def test_api_and_cli_give_the_reference_greedy_tokens(models, checkpoints, tmp_p
     )
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "speech.txt").read_text(encoding="utf-8").strip() == expected
+
+
+def test_k_quants_rank_between_q8_0_and_the_reference(models, checkpoints, tmp_path):
+    """q6_k and q4_k (options for speed) at a 1024-wide geometry: each loses more than the one above it."""
+    from qwen3asr_plugin.engine.convert import convert
+
+    folder = convert(checkpoints("0.6b-heads"), tmp_path / "k", ("fp32",), ("q6_k", "q4_k"))
+    ref = None
+    scores = {}
+    for quant, where in (("q8_0", models("0.6b-heads")), ("q6_k", folder), ("q4_k", folder)):
+        p = AsrPipeline(
+            load_model_info(where),
+            EncoderOptions(precision="fp32", device="cpu"),
+            DecoderOptions(quant=quant, temperatures=(0.0,)),
+        )
+        result = p.transcribe_chunk(AUDIO, None, "", max_new_tokens=1)
+        if ref is None:
+            ref = reference_logits(
+                reference(checkpoints, "0.6b-heads"), result["prompt"].token_ids(), log_mel(AUDIO)
+            )
+        scores[quant] = cosine(result["generation"].logits_first, ref)
+    print("logits cosine to the reference:", scores)
+    assert scores["q8_0"] >= 0.999
+    assert scores["q8_0"] > scores["q6_k"] > scores["q4_k"] >= 0.95
+    assert scores["q6_k"] >= 0.99
