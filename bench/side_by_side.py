@@ -45,10 +45,13 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def reference_times(folder: Path, audio: np.ndarray, tokens: int, chunk_seconds: float) -> dict:
+def reference_times(
+    folder: Path, token_ids: dict, audio: np.ndarray, tokens: int, chunk_seconds: float
+) -> dict:
     import torch
-    from transformers import LogitsProcessor, LogitsProcessorList, WhisperFeatureExtractor
+    from transformers import AutoTokenizer, LogitsProcessor, LogitsProcessorList, WhisperFeatureExtractor
 
+    from qwen3asr_plugin.engine.prompt import build_asr_prompt
     from tests.reference import padded_features, reference_model
 
     model = reference_model(folder)
@@ -56,7 +59,7 @@ def reference_times(folder: Path, audio: np.ndarray, tokens: int, chunk_seconds:
     n = int(chunk_seconds * 16000)
     chunks = [audio[i : i + n] for i in range(0, audio.size, n)]
     per_chunk = max(1, tokens // len(chunks))
-    audio_pad = model.config.audio_token_id
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
     stamps: list[float] = []
 
     class Stamp(LogitsProcessor):
@@ -81,11 +84,10 @@ def reference_times(folder: Path, audio: np.ndarray, tokens: int, chunk_seconds:
             t0 = time.perf_counter()
             emb = model.get_audio_features(feats, mask).pooler_output
             out["encoder"] += time.perf_counter() - t0
-            prompt = (
-                [151644, 8948, 198, 151645, 198, 151644, 872, 198, 151669]
-                + [audio_pad] * emb.shape[0]
-                + [151670, 151645, 198, 151644, 77091, 198]
-            )
+            # The engine's own prompt (same template, same tokenizer), with the reference's audio placeholders.
+            prompt = build_asr_prompt(
+                lambda text: tokenizer.encode(text, add_special_tokens=False), token_ids, emb.shape[0]
+            ).token_ids()
             input_ids = torch.tensor([prompt])
             stamps.clear()
             t0 = time.perf_counter()
@@ -148,7 +150,7 @@ def main() -> None:
         "fp32+q8_0": run_bench(info, audio, args.tokens, args.threads, "fp32", "q8_0", batch_size=args.batch),
         "int8+q8_0": run_bench(info, audio, args.tokens, args.threads, "int8", "q8_0", batch_size=args.batch),
     }
-    ref = reference_times(ckpt, audio, args.tokens, 30.0)
+    ref = reference_times(ckpt, info.token_ids, audio, args.tokens, 30.0)
     times = {name: {st.name: st.seconds for st in stages} for name, stages in runs.items()}
     counts = {st.name: st.count for st in runs["fp32+q8_0"]}
 

@@ -208,21 +208,24 @@ class TextDecoder:
 
     # Evaluation
     def reset(self) -> None:
-        if self.ctx:
-            self.L.llama_memory_clear(self.L.llama_get_memory(self.ctx), True)
+        self.L.llama_memory_clear(self.L.llama_get_memory(self.ctx), True)
+
+    @staticmethod
+    def _slot(b, i: int, position: int, seq: int, output: bool) -> None:
+        """Batch entry i: its position, its one sequence and whether it gives an output row."""
+        b.pos[i] = position
+        b.n_seq_id[i] = 1
+        b.seq_id[i][0] = seq
+        b.logits[i] = 1 if output else 0
 
     def _decode_tokens(self, tokens: list[int], start_pos: int, want_last: bool, seq: int = 0) -> None:
         b = self._tok_batch
         for first in range(0, len(tokens), self.batch_tokens):
             piece = tokens[first : first + self.batch_tokens]
+            last = want_last and first + len(piece) == len(tokens)
             for i, tok in enumerate(piece):
                 b.token[i] = tok
-                b.pos[i] = start_pos + first + i
-                b.n_seq_id[i] = 1
-                b.seq_id[i][0] = seq
-                b.logits[i] = 0
-            if want_last and first + len(piece) == len(tokens):
-                b.logits[len(piece) - 1] = 1
+                self._slot(b, i, start_pos + first + i, seq, last and i == len(piece) - 1)
             b.n_tokens = len(piece)
             self._check(self.L.llama_decode(self.ctx, b))
 
@@ -236,10 +239,7 @@ class TextDecoder:
             n = piece.shape[0]
             ctypes.memmove(b.embd, piece.ctypes.data, piece.nbytes)
             for i in range(n):
-                b.pos[i] = start_pos + first + i
-                b.n_seq_id[i] = 1
-                b.seq_id[i][0] = seq
-                b.logits[i] = 1 if want_outputs else 0
+                self._slot(b, i, start_pos + first + i, seq, want_outputs)
             b.n_tokens = n
             self._check(self.L.llama_decode(self.ctx, b))
 
@@ -273,10 +273,7 @@ class TextDecoder:
             flags = outputs[first : first + self.batch_tokens]
             for i, tok in enumerate(piece):
                 b.token[i] = tok
-                b.pos[i] = start + first + i
-                b.n_seq_id[i] = 1
-                b.seq_id[i][0] = 0
-                b.logits[i] = 1 if flags[i] else 0
+                self._slot(b, i, start + first + i, 0, flags[i])
             b.n_tokens = len(piece)
             self._check(self.L.llama_decode(self.ctx, b))
             for i, flag in enumerate(flags):
@@ -291,17 +288,14 @@ class TextDecoder:
         b = self._tok_batch
         for i, (seq, token, position) in enumerate(items):
             b.token[i] = token
-            b.pos[i] = position
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = seq
-            b.logits[i] = 1
+            self._slot(b, i, position, seq, True)
         b.n_tokens = len(items)
         self._check(self.L.llama_decode(self.ctx, b))
         return [self.logits(i) for i in range(len(items))]
 
-    def step(self, token: int, position: int, seq: int = 0) -> np.ndarray:
+    def step(self, token: int, position: int) -> np.ndarray:
         """Feed one token at `position`; returns the next-token logits (a view valid until the next call)."""
-        return self._step_many([(seq, token, position)])[0]
+        return self._step_many([(0, token, position)])[0]
 
     def step_batch(self, tokens: list[int], positions: list[int]) -> list[np.ndarray]:
         """One token for each of sequences 0..n-1 in one llama_decode (see generate_batch)."""
@@ -342,14 +336,18 @@ class TextDecoder:
         already fills the prefill's matrix products), with room for extra_tokens[i] more tokens. Returns
         the prompt lengths and copies of each sequence's first-token logits."""
         totals = [self._prompt_length(p, a) for p, a in zip(prompts, audios, strict=True)]
-        extra = extra_tokens or [1] * len(prompts)
+        return totals, self._prefill_all(prompts, audios, totals, extra_tokens or [1] * len(prompts))
+
+    def _prefill_all(
+        self, prompts: list[Prompt], audios: list[np.ndarray], totals: list[int], extra: list[int]
+    ) -> list[np.ndarray]:
         self._ensure_context(len(prompts), max(t + e + 1 for t, e in zip(totals, extra, strict=True)))
         self.reset()
         firsts = []
         for seq, (prompt, audio) in enumerate(zip(prompts, audios, strict=True)):
             self._prefill_seq(prompt, audio, seq)
             firsts.append(self.logits().copy())
-        return totals, firsts
+        return firsts
 
     def generate(
         self,
@@ -378,7 +376,7 @@ class TextDecoder:
         budgets = [
             max(1, min(m, self.context_tokens - t - 1)) for m, t in zip(max_new_tokens, totals, strict=True)
         ]
-        totals, firsts = self.prefill_batch(prompts, audios, budgets)
+        firsts = self._prefill_all(prompts, audios, totals, budgets)
         rngs = [np.random.default_rng(self.options.seed + 1) for _ in prompts]
         seqs = list(range(len(prompts)))
         greedy = self._sample(seqs, firsts, totals, budgets, temperatures[0], rngs)
