@@ -41,11 +41,13 @@ class Mpv:
         self.next_id = 0
 
     def _lines(self):
-        try:
-            data = self.sock.recv(65536)
-        except TimeoutError:
-            return
-        self.buffer += data
+        # Lines left in the buffer by an earlier call (command() stops at its reply) come first, even when
+        # nothing new arrives.
+        if b"\n" not in self.buffer:
+            try:
+                self.buffer += self.sock.recv(65536)
+            except TimeoutError:
+                return
         while b"\n" in self.buffer:
             line, self.buffer = self.buffer.split(b"\n", 1)
             if line.strip():
