@@ -29,27 +29,30 @@ def main() -> None:
 
     from qwen3asr_plugin.engine.bench import run_bench
     from qwen3asr_plugin.engine.convert import convert
+    from qwen3asr_plugin.engine.llama_runtime import native_bf16
     from qwen3asr_plugin.engine.model_folder import load_model_info
     from tests.fixtures.checkpoint import make_checkpoint
     from tests.parity import speech_like
 
     work = args.work or Path(tempfile.mkdtemp(prefix="qwen3asr-bench-"))
     ckpt, model = work / f"ckpt-{args.preset}", work / f"model-{args.preset}"
+    t0 = time.perf_counter()
     if not (model / "model.json").exists():
-        t0 = time.perf_counter()
         make_checkpoint(ckpt, args.preset, seed=1)
-        convert(
-            ckpt,
-            model,
-            encoder_precisions=("fp32", "fp16", "int8"),
-            decoder_quants=("f16", "q8_0", "q6_k", "q4_k"),
-        )
-        print(f"checkpoint + conversion: {time.perf_counter() - t0:.0f} s")
+    missing_enc, missing_dec = ("fp32", "fp16", "int8"), ("f16", "bf16", "q8_0", "q6_k", "q4_k")
+    if (model / "model.json").exists():  # an earlier run's folder gets only what it lacks
+        have = load_model_info(model)
+        missing_enc = tuple(p for p in missing_enc if p not in have.encoder_precisions)
+        missing_dec = tuple(q for q in missing_dec if q not in have.decoder_quants)
+    if missing_enc or missing_dec:
+        convert(ckpt, model, encoder_precisions=missing_enc, decoder_quants=missing_dec)
+    print(f"checkpoint + conversion: {time.perf_counter() - t0:.0f} s")
     info = load_model_info(model)
     audio = speech_like(int(args.seconds * 16000))
     print(
         f"preset {args.preset}: {args.seconds:.0f} s audio in {args.chunk_seconds:.0f} s chunks, "
-        f"{args.threads} threads, {args.tokens} decoded tokens in all; best of {args.repeats}"
+        f"{args.threads} threads, {args.tokens} decoded tokens in all; best of {args.repeats}; "
+        f"llama.cpp bf16 dot products: {'yes' if native_bf16() else 'no (bf16 emulated)'}"
     )
 
     def best(precision: str, quant: str) -> dict[str, float]:
@@ -69,7 +72,7 @@ def main() -> None:
         t = best(precision, "q8_0")["encoder"]
         print(f"  {precision:5} {t:7.2f} s   RTF {t / args.seconds:.3f}")
     print("\ndecoder (prefill of every chunk's prompt, then decode)")
-    for quant in ("q8_0", "q6_k", "q4_k", "f16"):
+    for quant in ("bf16", "q8_0", "q6_k", "q4_k", "f16"):
         t = best("fp32", quant)
         print(
             f"  {quant:5} prefill {t['prefill']:6.2f} s   decode {t['decode']:6.2f} s "

@@ -4,6 +4,9 @@ attention), on the same random weights and audio, with the same forced number of
     python -m bench.side_by_side [--preset 0.6b|1.7b] [--seconds 60] [--tokens 200] [--threads 2] [--batch 4]
         [--work DIR]
 
+Ours runs in this machine's default pairing (fp32 encoder; bf16 decoder where llama.cpp has bf16 dot products,
+else q8_0), one chunk at a time and batched, and with the other CPU decoder type and the int8 encoder.
+
 Also prints the machine's limits the engine is compared against: measured SGEMM throughput (numpy) and memory
 bandwidth (read and copy), and what they imply (decode floor: weight bytes per token over bandwidth).
 llama.cpp's own Qwen3-ASR path (mtmd) is not run here: building its CLI takes about 8 minutes and
@@ -22,12 +25,34 @@ from pathlib import Path
 import numpy as np
 
 
-def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+def sgemm_gflops(n: int = 2048, repeats: int = 5, threads: int = 2) -> dict[str, float]:
+    """fp32 matrix product n x n x n, best of `repeats`, through numpy's BLAS and ONNX Runtime's MLAS (numpy's
+    OpenBLAS may pick older kernels on CPUs it does not know, so the faster of the two is the machine's limit)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
     a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
+    out = {"numpy": 2 * n**3 / min(_timed(lambda: a @ b) for _ in range(repeats)) / 1e9}
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])],
+        "sgemm",
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ab"],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+    )
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
+        so,
+        providers=["CPUExecutionProvider"],
+    )
+    sess.run(None, {"a": a, "b": b})
+    out["onnxruntime"] = (
+        2 * n**3 / min(_timed(lambda: sess.run(None, {"a": a, "b": b})) for _ in range(repeats)) / 1e9
+    )
+    return out
 
 
 def bandwidth_gbs(n_bytes: int = 1 << 30) -> tuple[float, float]:
@@ -126,39 +151,61 @@ def main() -> None:
 
     from qwen3asr_plugin.engine.bench import run_bench, synthetic_speech
     from qwen3asr_plugin.engine.convert import convert
+    from qwen3asr_plugin.engine.decoder import preferred_quant
+    from qwen3asr_plugin.engine.llama_runtime import cpu_features
     from qwen3asr_plugin.engine.model_folder import load_model_info
     from tests.fixtures.checkpoint import make_checkpoint
 
     print("machine limits")
-    gflops = sgemm_gflops()
+    sgemm = sgemm_gflops(threads=args.threads)
+    gflops = max(sgemm.values())
     read_bw, copy_bw = bandwidth_gbs()
-    print(f"  SGEMM 2048^3, {args.threads} threads: {gflops:.0f} GFLOP/s")
+    print(
+        f"  SGEMM 2048^3, {args.threads} threads: {gflops:.0f} GFLOP/s "
+        f"(numpy {sgemm['numpy']:.0f}, onnxruntime {sgemm['onnxruntime']:.0f})"
+    )
     print(f"  memory bandwidth: read {read_bw:.1f} GB/s, copy {copy_bw:.1f} GB/s")
 
     work = args.work or Path(tempfile.mkdtemp(prefix="qwen3asr-sbs-"))
     ckpt, model = work / f"ckpt-{args.preset}", work / f"model-{args.preset}"
     if not (model / "model.json").exists():
         make_checkpoint(ckpt, args.preset, seed=1)
-        convert(ckpt, model, encoder_precisions=("fp32", "int8"), decoder_quants=("q8_0",))
+    missing_enc, missing_dec = ("fp32", "int8"), ("q8_0", "bf16")
+    if (model / "model.json").exists():  # an earlier run's folder gets only what it lacks
+        have = load_model_info(model)
+        missing_enc = tuple(p for p in missing_enc if p not in have.encoder_precisions)
+        missing_dec = tuple(q for q in missing_dec if q not in have.decoder_quants)
+    if missing_enc or missing_dec:
+        convert(ckpt, model, encoder_precisions=missing_enc, decoder_quants=missing_dec)
     info = load_model_info(model)
     audio = synthetic_speech(args.seconds)
+    # The default pairing of this machine (fp32 encoder; bf16 decoder with bf16 dot products, else q8_0), and
+    # the other CPU decoder type beside it.
+    quant = preferred_quant()
+    other = "q8_0" if quant == "bf16" else "bf16"
+    features = " ".join(f for f in sorted(cpu_features()) if f.startswith("AVX") or f.startswith("AMX"))
+    print(f"  llama.cpp CPU features: {features}; default decoder type here: {quant}")
 
+    def bench(precision: str, q: str, batch: int):
+        return run_bench(info, audio, args.tokens, args.threads, precision, q, batch_size=batch)
+
+    default = f"fp32+{quant}"
     runs = {
-        "fp32+q8_0, 1 at a time": run_bench(
-            info, audio, args.tokens, args.threads, "fp32", "q8_0", batch_size=1
-        ),
-        "fp32+q8_0": run_bench(info, audio, args.tokens, args.threads, "fp32", "q8_0", batch_size=args.batch),
-        "int8+q8_0": run_bench(info, audio, args.tokens, args.threads, "int8", "q8_0", batch_size=args.batch),
+        f"{default}, 1 at a time": bench("fp32", quant, 1),
+        default: bench("fp32", quant, args.batch),
+        f"fp32+{other}": bench("fp32", other, args.batch),
+        f"int8+{quant}": bench("int8", quant, args.batch),
     }
     ref = reference_times(ckpt, info.token_ids, audio, args.tokens, 30.0)
     times = {name: {st.name: st.seconds for st in stages} for name, stages in runs.items()}
-    counts = {st.name: st.count for st in runs["fp32+q8_0"]}
+    counts = {st.name: st.count for st in runs[default]}
 
     print(
         f"\n{args.preset}: {args.seconds:.0f} s of audio, {args.tokens} forced tokens, {args.threads} threads; "
         f"ours decodes {args.batch} chunks together unless noted"
     )
     print(f"{'stage':9} {'reference fp32':>15}" + "".join(f" {name:>24} {'ratio':>6}" for name in runs))
+    print(f"{'':9} {'':>15}" + "".join(f" {'(default)' if n == default else '':>24} {'':>6}" for n in runs))
     for stage in ("mel", "encoder", "prefill", "decode"):
         r = ref[stage]
         print(
@@ -179,10 +226,10 @@ def main() -> None:
         + 3 * t.hidden_size * t.intermediate_size
     )
     head = t.vocab_size * t.hidden_size  # tied embeddings: read as the output layer for each logits row
-    bytes_per_token = (linear + head) * 34 / 32  # q8_0: 34 bytes per 32 weights
+    bytes_per_token = (linear + head) * {"q8_0": 34 / 32, "bf16": 2.0}[quant]  # q8_0: 34 bytes per 32 weights
     floor = bytes_per_token / (read_bw * 1e9)
-    solo = times["fp32+q8_0, 1 at a time"]["decode"] / args.tokens
-    batched = times["fp32+q8_0"]["decode"] / args.tokens
+    solo = times[f"{default}, 1 at a time"]["decode"] / args.tokens
+    batched = times[default]["decode"] / args.tokens
     at_once = min(args.batch, n_chunks)
     print(
         f"\ndecode: one chunk at a time {1 / solo:.1f} tok/s = {100 * floor / solo:.0f} % of the bandwidth bound "
@@ -200,8 +247,8 @@ def main() -> None:
         * (a.downsample_hidden_size * (32 * 25 + 16 * 13) + 64 * 50)
     )
     print(
-        f"encoder: {(enc_flops / times['fp32+q8_0']['encoder']) / 1e9:.0f} GFLOP/s fp32 "
-        f"({100 * enc_flops / times['fp32+q8_0']['encoder'] / 1e9 / gflops:.0f} % of SGEMM)"
+        f"encoder: {(enc_flops / times[default]['encoder']) / 1e9:.0f} GFLOP/s fp32 "
+        f"({100 * enc_flops / times[default]['encoder'] / 1e9 / gflops:.0f} % of SGEMM)"
     )
     # Prefill: the linear layers for every prompt token, causal attention within each chunk, and one
     # output-layer row per chunk (only the last position's logits are computed).
@@ -209,11 +256,14 @@ def main() -> None:
     per_chunk = n_prompt / n_chunks
     attention = n_chunks * t.num_hidden_layers * 2 * per_chunk**2 * t.num_attention_heads * t.head_dim
     pre_flops = 2 * n_prompt * linear + attention + n_chunks * 2 * head
-    pre_time = times["fp32+q8_0"]["prefill"]
-    print(
-        f"prefill: {pre_flops / 1e9:.0f} GFLOP in {pre_time:.2f} s = {pre_flops / pre_time / 1e9:.0f} GFLOP/s "
-        f"({100 * pre_flops / pre_time / 1e9 / gflops:.0f} % of SGEMM)"
-    )
+    for name, tm in times.items():
+        if name.endswith("at a time") or name.startswith("int8"):
+            continue
+        pre_time = tm["prefill"]
+        print(
+            f"prefill ({name.split('+')[1]}): {pre_flops / 1e9:.0f} GFLOP in {pre_time:.2f} s = "
+            f"{pre_flops / pre_time / 1e9:.0f} GFLOP/s ({100 * pre_flops / pre_time / 1e9 / gflops:.0f} % of SGEMM)"
+        )
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def convert(
     src: Path | str,
     dest: Path | str,
     encoder_precisions: Iterable[str] = ("fp32",),
-    decoder_quants: Iterable[str] = ("q8_0",),
+    decoder_quants: Iterable[str] = ("auto",),
     repo: str | None = None,
     revision: str | None = None,
     progress: Callable[[str], None] | None = None,
@@ -91,12 +91,13 @@ def convert(
     """Convert checkpoint `src` into model folder `dest`; returns `dest`.
 
     An existing model folder at `dest` from the same checkpoint is updated (new precisions added); any other
-    non-empty folder is refused, so conversion never clobbers unrelated files.
+    non-empty folder is refused, so conversion never clobbers unrelated files. The decoder type "auto" is
+    this machine's CPU default: bf16 where the CPU has bf16 dot products, else q8_0.
     """
     src, dest = Path(src), Path(dest)
     say = progress or (lambda _msg: None)
     precisions = list(dict.fromkeys(encoder_precisions))
-    quants = list(dict.fromkeys(decoder_quants))
+    quants = list(dict.fromkeys(_resolve_quant(q) for q in decoder_quants))
     for q in quants:
         if q not in DECODER_QUANTS:
             raise Qwen3ASRError(
@@ -180,8 +181,16 @@ def _write_encoders(ckpt: Checkpoint, out: Path, precisions: list[str], say: Cal
                 quantize_int8(fp32, out / name_of("int8"))
 
 
+def _resolve_quant(quant: str) -> str:
+    if quant == "auto":
+        from .decoder import preferred_quant
+
+        return preferred_quant()
+    return quant
+
+
 def _write_decoders(ckpt: Checkpoint, out: Path, quants: list[str], say: Callable[[str], None]) -> None:
-    """The text model as GGUF per quantization; q8_0, q6_k and q4_k are quantized from an f32 file."""
+    """The text model as GGUF per quantization; bf16, q8_0, q6_k and q4_k are quantized from an f32 file."""
     for quant in quants:
         if quant in ("f32", "f16"):
             say(f"{decoder_file(quant)}")

@@ -18,14 +18,14 @@ import numpy as np
 
 from .errors import ModelError
 from .gguf_export import DECODER_QUANTS, decoder_file
-from .llama_runtime import llama
+from .llama_runtime import llama, native_bf16
 from .model_folder import ModelInfo
 from .prompt import Prompt
 
 
 @dataclass(frozen=True)
 class DecoderOptions:
-    quant: str | None = None  # f32, f16, q8_0, q6_k, q4_k; None picks the best the folder has for the device
+    quant: str | None = None  # f32, f16, bf16, q8_0, q6_k, q4_k; None: the best the folder has for the device
     threads: int = 0  # 0: all cores
     gpu_layers: int = 0  # layers offloaded when llama.cpp has a GPU backend; -1 = all
     device_index: int = 0
@@ -83,13 +83,28 @@ def loop_start(tokens: list[int], max_pattern: int = 24) -> int | None:
     return None
 
 
-def default_quant(available: list[str], gpu: bool) -> str:
-    """The CPU default is q8_0 (see README, speed); on a GPU f16 where present."""
-    order = ["f16", "q8_0", "f32", "q6_k", "q4_k"] if gpu else ["q8_0", "q6_k", "q4_k", "f16", "f32"]
-    for q in order:
+def quant_order(gpu: bool, bf16: bool) -> list[str]:
+    """Decoder types from best to worst for a device (README, default pairing). On a GPU f16. On a CPU with
+    bf16 dot-product instructions bf16: the official weights exactly, prefill about twice as fast as q8_0 and
+    batched decoding faster. On other CPUs q8_0, whose int8 kernels beat the emulated bf16 ones."""
+    if gpu:
+        return ["f16", "bf16", "q8_0", "f32", "q6_k", "q4_k"]
+    if bf16:
+        return ["bf16", "q8_0", "f16", "q6_k", "q4_k", "f32"]
+    return ["q8_0", "q6_k", "q4_k", "f16", "bf16", "f32"]
+
+
+def default_quant(available: list[str], gpu: bool, bf16: bool = False) -> str:
+    """The best decoder type a model folder has for the device."""
+    for q in quant_order(gpu, bf16):
         if q in available:
             return q
     raise ModelError("model folder has no decoder; run `qwen3asr convert`")
+
+
+def preferred_quant() -> str:
+    """What `qwen3asr convert` writes by default: the CPU default of this machine (bf16 or q8_0)."""
+    return quant_order(False, native_bf16())[0]
 
 
 class TextDecoder:
@@ -102,7 +117,7 @@ class TextDecoder:
         self.options = options
         available = [q for q in DECODER_QUANTS if decoder_file(q) in info.files]
         gpu = options.gpu_layers != 0 and bool(L.llama_supports_gpu_offload())
-        self.quant = options.quant or default_quant(available, gpu)
+        self.quant = options.quant or default_quant(available, gpu, native_bf16())
         path = info.path(decoder_file(self.quant))
         mp = L.llama_model_default_params()
         mp.n_gpu_layers = options.gpu_layers if gpu else 0

@@ -3,7 +3,8 @@
 The thinker's text model is a plain Qwen3 causal LM: its interleaved MRoPE reduces exactly to 1-D RoPE
 because every position is text-like (reference section 5), so llama.cpp's `qwen3` architecture runs it
 unchanged. The byte-level BPE tokenizer goes inside the file so llama.cpp tokenizes and detokenizes.
-Quantized files (q8_0, q6_k, q4_k) come from llama.cpp's own quantizer, reached through llama-cpp-python.
+Other types (bf16, q8_0, q6_k, q4_k) come from llama.cpp's own quantizer, reached through llama-cpp-python.
+bf16 keeps the official weights exactly (the checkpoints are published in bf16).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from .errors import CheckpointError, Qwen3ASRError
 from .hf_checkpoint import Checkpoint
 
 TEXT_PREFIX = "thinker.model."
-DECODER_QUANTS = ("f32", "f16", "q8_0", "q6_k", "q4_k")
+DECODER_QUANTS = ("f32", "f16", "bf16", "q8_0", "q6_k", "q4_k")
 # llama.cpp's llama_ftype values for the quantizer.
-_LLAMA_FTYPE = {"f32": 0, "f16": 1, "q8_0": 7, "q6_k": 18, "q4_k": 15}  # q4_k = Q4_K_M
+_LLAMA_FTYPE = {"f32": 0, "f16": 1, "bf16": 32, "q8_0": 7, "q6_k": 18, "q4_k": 15}  # q4_k = Q4_K_M
 
 
 def decoder_file(quant: str) -> str:
@@ -150,7 +151,7 @@ def write_gguf(ckpt: Checkpoint, path: Path, quant: str = "f32") -> None:
 
 
 def quantize_gguf(src: Path, dest: Path, quant: str, threads: int = 0) -> None:
-    """llama.cpp's quantizer from an f32 GGUF to `quant` (q8_0, q6_k or q4_k)."""
+    """llama.cpp's quantizer from an f32 GGUF to `quant` (bf16, q8_0, q6_k or q4_k)."""
     from .llama_runtime import llama
 
     llama_cpp = llama()

@@ -33,3 +33,25 @@ def llama():
 
 def supports_gpu_offload() -> bool:
     return bool(llama().llama_supports_gpu_offload())
+
+
+def cpu_features() -> set[str]:
+    """The CPU features llama.cpp's CPU backend was built for and runs with (its system info, `NAME = 1`)."""
+    info = llama().llama_print_system_info().decode("utf-8", "replace")
+    found = set()
+    for part in info.split("|"):
+        name, _, value = part.rpartition("=")
+        name = name.split(":")[-1].strip()
+        if name and value.strip() == "1":
+            found.add(name)
+    return found
+
+
+def native_bf16() -> bool:
+    """True when llama.cpp multiplies bf16 weights with the CPU's own bf16 dot-product instructions
+    (AVX512_BF16): bf16 weights then prefill about twice as fast as q8_0 and batch well when decoding.
+    QWEN3ASR_NATIVE_BF16=0 or 1 overrides the detection."""
+    forced = os.environ.get("QWEN3ASR_NATIVE_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return "AVX512_BF16" in cpu_features()

@@ -15,7 +15,7 @@ from .model_folder import load_model_info
 
 DEFAULT_MODEL = "qwen3-asr-0.6b"
 DEFAULT_ENCODER_PRECISIONS = ("fp32",)
-DEFAULT_DECODER_QUANTS = ("q8_0",)
+DEFAULT_DECODER_QUANTS = ("auto",)  # bf16 on CPUs with bf16 dot products, else q8_0
 
 
 def presets() -> dict[str, dict]:

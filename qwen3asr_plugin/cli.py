@@ -314,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument(
         "--decoder-quant",
-        default="q8_0",
-        help="comma list of f32, f16, q8_0, q6_k, q4_k, or 'all' (default: q8_0)",
+        default="auto",
+        help="comma list of f32, f16, bf16, q8_0, q6_k, q4_k, or 'all'; auto (the default) is bf16 on CPUs "
+        "with bf16 dot products (AVX512_BF16), else q8_0",
     )
     p.set_defaults(func=_cmd_convert)
 
@@ -364,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
     p.add_argument("--encoder-precision", help="fp32, fp16 or int8 (default: the best the model folder has)")
     p.add_argument(
-        "--decoder-quant", help="f32, f16, q8_0, q6_k or q4_k (default: the best the model folder has)"
+        "--decoder-quant", help="f32, f16, bf16, q8_0, q6_k or q4_k (default: the best the model folder has)"
     )
     p.add_argument("--no-fallback", action="store_true", help="greedy only: no temperature fallback on loops")
     p.add_argument(

@@ -150,3 +150,22 @@ def test_cli_converts(tiny_checkpoint, tmp_path):
     info = load_model_info(tmp_path / "o")
     assert info.encoder_precisions == ["fp32", "int8"]
     assert info.decoder_quants == ["f16", "q6_k", "q4_k"]
+
+
+@pytest.mark.parametrize(("native", "expected"), [("1", "bf16"), ("0", "q8_0")])
+def test_default_decoder_type_follows_the_cpu(tiny_checkpoint, tmp_path, monkeypatch, native, expected):
+    """`auto` (the default) writes bf16 where llama.cpp has bf16 dot products, else q8_0, and the engine then
+    picks that file; both are read back by llama.cpp."""
+    from qwen3asr_plugin.engine.decoder import DecoderOptions, TextDecoder, default_quant
+
+    monkeypatch.setenv("QWEN3ASR_NATIVE_BF16", native)
+    info = load_model_info(convert(tiny_checkpoint, tmp_path / "m", encoder_precisions=["fp32"]))
+    assert info.decoder_quants == [expected]
+    decoder = TextDecoder(info, DecoderOptions())
+    assert decoder.quant == expected
+    decoder.close()
+    # With both types in a folder, the CPU's kind decides; a GPU takes f16 when present.
+    assert default_quant(["q8_0", "bf16"], gpu=False, bf16=True) == "bf16"
+    assert default_quant(["q8_0", "bf16"], gpu=False, bf16=False) == "q8_0"
+    assert default_quant(["f16", "q8_0", "bf16"], gpu=True) == "f16"
+    assert default_quant(["q6_k", "bf16"], gpu=False, bf16=False) == "q6_k"

@@ -60,12 +60,38 @@ def test_f32_logits_match_reference(models, checkpoints, geometry):
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 def test_q8_0_logits_cosine(models, checkpoints, geometry):
-    # The default pairing: q8_0 weights, f16 KV cache, flash attention.
+    # The default pairing on CPUs without bf16 dot products: q8_0 weights, f16 KV cache, flash attention.
     result = pipeline(models, geometry, "q8_0", kv_f32=False).transcribe_chunk(
         AUDIO, None, "", max_new_tokens=1
     )
     ref = reference_logits(reference(checkpoints, geometry), result["prompt"].token_ids(), log_mel(AUDIO))
     assert cosine(result["generation"].logits_first, ref) >= 0.999
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_bf16_logits_and_greedy_tokens(checkpoints, geometry, tmp_path):
+    """The default pairing on CPUs with bf16 dot products: bf16 weights (the official checkpoints' own type),
+    f16 KV cache, flash attention. Its logits stay within the q8_0 bar (in fact closer than q8_0's), and the
+    greedy tokens equal the f32 reference's."""
+    from qwen3asr_plugin.engine.convert import convert
+
+    folder = convert(checkpoints(geometry), tmp_path / "m", ("fp32",), ("bf16",))
+    p = AsrPipeline(
+        load_model_info(folder),
+        EncoderOptions(precision="fp32", device="cpu"),
+        DecoderOptions(quant="bf16", temperatures=(0.0,)),
+    )
+    assert p.decoder.quant == "bf16"
+    result = p.transcribe_chunk(AUDIO, None, "", max_new_tokens=16)
+    model = reference(checkpoints, geometry)
+    ref = reference_logits(model, result["prompt"].token_ids(), log_mel(AUDIO))
+    score = cosine(result["generation"].logits_first, ref)
+    print(f"bf16 logits cosine ({geometry}): {score:.6f}")
+    assert score >= 0.9995
+    expected = reference_generate(
+        model, result["prompt"].token_ids(), log_mel(AUDIO), 16, list(p.info.eos_token_ids)
+    )
+    assert result["tokens"] == expected
 
 
 def test_32_greedy_tokens_identical(models, checkpoints):
@@ -265,14 +291,20 @@ def test_api_and_cli_give_the_reference_greedy_tokens(models, checkpoints, tmp_p
     assert (tmp_path / "speech.txt").read_text(encoding="utf-8").strip() == expected
 
 
-def test_k_quants_rank_between_q8_0_and_the_reference(models, checkpoints, tmp_path):
-    """q6_k and q4_k (options for speed) at a 1024-wide geometry: each loses more than the one above it."""
+def test_decoder_types_rank_by_their_error(models, checkpoints, tmp_path):
+    """At a 1024-wide geometry: bf16 (the official weights exactly) is closest to the reference, then q8_0, then
+    q6_k and q4_k (options for speed); each loses more than the one above it."""
     from qwen3asr_plugin.engine.convert import convert
 
-    folder = convert(checkpoints("0.6b-heads"), tmp_path / "k", ("fp32",), ("q6_k", "q4_k"))
+    folder = convert(checkpoints("0.6b-heads"), tmp_path / "k", ("fp32",), ("bf16", "q6_k", "q4_k"))
     ref = None
     scores = {}
-    for quant, where in (("q8_0", models("0.6b-heads")), ("q6_k", folder), ("q4_k", folder)):
+    for quant, where in (
+        ("bf16", folder),
+        ("q8_0", models("0.6b-heads")),
+        ("q6_k", folder),
+        ("q4_k", folder),
+    ):
         p = AsrPipeline(
             load_model_info(where),
             EncoderOptions(precision="fp32", device="cpu"),
@@ -285,6 +317,7 @@ def test_k_quants_rank_between_q8_0_and_the_reference(models, checkpoints, tmp_p
             )
         scores[quant] = cosine(result["generation"].logits_first, ref)
     print("logits cosine to the reference:", scores)
+    assert scores["bf16"] >= 0.9999
     assert scores["q8_0"] >= 0.999
-    assert scores["q8_0"] > scores["q6_k"] > scores["q4_k"] >= 0.95
+    assert scores["bf16"] > scores["q8_0"] > scores["q6_k"] > scores["q4_k"] >= 0.95
     assert scores["q6_k"] >= 0.99

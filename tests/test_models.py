@@ -48,7 +48,9 @@ def test_pull_downloads_and_converts(hub, tmp_path):
     folder = tmp_path / "models" / "qwen3-asr-0.6b"
     info = json.loads((folder / "model.json").read_text())
     assert info["source"]["repo"] == "Qwen/Qwen3-ASR-0.6B" and info["source"]["revision"] == COMMIT
-    assert {"decoder.q8_0.gguf", "encoder_frontend.fp32.onnx"} <= set(info["files"])
+    from qwen3asr_plugin.engine.decoder import preferred_quant
+
+    assert {f"decoder.{preferred_quant()}.gguf", "encoder_frontend.fp32.onnx"} <= set(info["files"])
     assert any(r.startswith("GET /Qwen/Qwen3-ASR-0.6B/resolve/") for r in hub.requests)
     assert "model.safetensors" in " ".join(hub.requests)
 
