@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import prepare_model
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -28,24 +30,15 @@ def main() -> None:
     args = parser.parse_args()
 
     from qwen3asr_plugin.engine.bench import run_bench
-    from qwen3asr_plugin.engine.convert import convert
     from qwen3asr_plugin.engine.llama_runtime import native_bf16
     from qwen3asr_plugin.engine.model_folder import load_model_info
-    from tests.fixtures.checkpoint import make_checkpoint
     from tests.parity import speech_like
 
     work = args.work or Path(tempfile.mkdtemp(prefix="qwen3asr-bench-"))
-    ckpt, model = work / f"ckpt-{args.preset}", work / f"model-{args.preset}"
     t0 = time.perf_counter()
-    if not (model / "model.json").exists():
-        make_checkpoint(ckpt, args.preset, seed=1)
-    missing_enc, missing_dec = ("fp32", "fp16", "int8"), ("f16", "bf16", "q8_0", "q6_k", "q4_k")
-    if (model / "model.json").exists():  # an earlier run's folder gets only what it lacks
-        have = load_model_info(model)
-        missing_enc = tuple(p for p in missing_enc if p not in have.encoder_precisions)
-        missing_dec = tuple(q for q in missing_dec if q not in have.decoder_quants)
-    if missing_enc or missing_dec:
-        convert(ckpt, model, encoder_precisions=missing_enc, decoder_quants=missing_dec)
+    ckpt, model = prepare_model(
+        work, args.preset, ("fp32", "fp16", "int8"), ("f16", "bf16", "q8_0", "q6_k", "q4_k")
+    )
     print(f"checkpoint + conversion: {time.perf_counter() - t0:.0f} s")
     info = load_model_info(model)
     audio = speech_like(int(args.seconds * 16000))

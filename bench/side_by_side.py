@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import prepare_model
+
 
 def sgemm_gflops(n: int = 2048, repeats: int = 5, threads: int = 2) -> dict[str, float]:
     """fp32 matrix product n x n x n, best of `repeats`, through numpy's BLAS and ONNX Runtime's MLAS (numpy's
@@ -150,11 +152,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from qwen3asr_plugin.engine.bench import run_bench, synthetic_speech
-    from qwen3asr_plugin.engine.convert import convert
     from qwen3asr_plugin.engine.decoder import preferred_quant
     from qwen3asr_plugin.engine.llama_runtime import cpu_features
     from qwen3asr_plugin.engine.model_folder import load_model_info
-    from tests.fixtures.checkpoint import make_checkpoint
 
     print("machine limits")
     sgemm = sgemm_gflops(threads=args.threads)
@@ -167,16 +167,7 @@ def main() -> None:
     print(f"  memory bandwidth: read {read_bw:.1f} GB/s, copy {copy_bw:.1f} GB/s")
 
     work = args.work or Path(tempfile.mkdtemp(prefix="qwen3asr-sbs-"))
-    ckpt, model = work / f"ckpt-{args.preset}", work / f"model-{args.preset}"
-    if not (model / "model.json").exists():
-        make_checkpoint(ckpt, args.preset, seed=1)
-    missing_enc, missing_dec = ("fp32", "int8"), ("q8_0", "bf16")
-    if (model / "model.json").exists():  # an earlier run's folder gets only what it lacks
-        have = load_model_info(model)
-        missing_enc = tuple(p for p in missing_enc if p not in have.encoder_precisions)
-        missing_dec = tuple(q for q in missing_dec if q not in have.decoder_quants)
-    if missing_enc or missing_dec:
-        convert(ckpt, model, encoder_precisions=missing_enc, decoder_quants=missing_dec)
+    ckpt, model = prepare_model(work, args.preset, ("fp32", "int8"), ("q8_0", "bf16"))
     info = load_model_info(model)
     audio = synthetic_speech(args.seconds)
     # The default pairing of this machine (fp32 encoder; bf16 decoder with bf16 dot products, else q8_0), and

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 
 _lock = threading.Lock()
@@ -28,6 +29,13 @@ def llama():
                 llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
             llama_cpp.llama_backend_init()
             _ready = True
+            missing = missing_cpu_features(_features_of(llama_cpp))
+            if missing:
+                sys.stderr.write(
+                    f"warning: llama-cpp-python was built for CPU features this CPU lacks ({', '.join(missing)}) "
+                    "and may stop with an illegal instruction; rebuild it here: pip install --force-reinstall "
+                    "--no-cache-dir --no-deps llama-cpp-python\n"
+                )
     return llama_cpp
 
 
@@ -37,7 +45,11 @@ def supports_gpu_offload() -> bool:
 
 def cpu_features() -> set[str]:
     """The CPU features llama.cpp's CPU backend was built for and runs with (its system info, `NAME = 1`)."""
-    info = llama().llama_print_system_info().decode("utf-8", "replace")
+    return _features_of(llama())
+
+
+def _features_of(llama_cpp) -> set[str]:
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
     found = set()
     for part in info.split("|"):
         name, _, value = part.rpartition("=")
@@ -47,11 +59,51 @@ def cpu_features() -> set[str]:
     return found
 
 
+# llama.cpp's names for x86 CPU features and the flags Linux reports for them in /proc/cpuinfo.
+_CPUINFO_FLAGS = {
+    "SSE3": "pni",
+    "SSSE3": "ssse3",
+    "AVX": "avx",
+    "AVX2": "avx2",
+    "F16C": "f16c",
+    "FMA": "fma",
+    "BMI2": "bmi2",
+    "AVX_VNNI": "avx_vnni",
+    "AVX512": "avx512f",
+    "AVX512_VBMI": "avx512vbmi",
+    "AVX512_VNNI": "avx512_vnni",
+    "AVX512_BF16": "avx512_bf16",
+    "AMX_INT8": "amx_int8",
+}
+
+
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags as Linux reports them, or None where /proc/cpuinfo is not available."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        return None
+    return None
+
+
+def missing_cpu_features(features: set[str] | None = None, flags: set[str] | None = None) -> list[str]:
+    """llama.cpp features this CPU lacks: a llama-cpp-python built on another machine (a wheel cached from
+    a newer CPU) would stop with an illegal instruction in the kernels that use them."""
+    features = cpu_features() if features is None else features
+    flags = cpu_flags() if flags is None else flags
+    if not flags:
+        return []
+    return sorted(f for f in features if f in _CPUINFO_FLAGS and _CPUINFO_FLAGS[f] not in flags)
+
+
 def native_bf16() -> bool:
     """True when llama.cpp multiplies bf16 weights with the CPU's own bf16 dot-product instructions
-    (AVX512_BF16): bf16 weights then prefill about twice as fast as q8_0 and batch well when decoding.
-    QWEN3ASR_NATIVE_BF16=0 or 1 overrides the detection."""
+    (AVX512_BF16, built in and present on this CPU): bf16 weights then prefill about twice as fast as q8_0
+    and batch well when decoding. QWEN3ASR_NATIVE_BF16=0 or 1 overrides the detection."""
     forced = os.environ.get("QWEN3ASR_NATIVE_BF16")
     if forced in ("0", "1"):
         return forced == "1"
-    return "AVX512_BF16" in cpu_features()
+    return "AVX512_BF16" in cpu_features() and "AVX512_BF16" not in missing_cpu_features()

@@ -19,6 +19,14 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# pip may reuse a llama-cpp-python wheel it built (-march=native) on a machine with CPU features this one lacks;
+# its kernels would stop with an illegal instruction, so rebuild it for this CPU then (about 9 minutes).
+if ! .venv/bin/python -c "import sys; from qwen3asr_plugin.engine.llama_runtime import missing_cpu_features as m; sys.exit(1 if m() else 0)" 2>/dev/null; then
+    version="$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('llama_cpp_python'))")"
+    echo "rebuilding llama-cpp-python $version for this CPU"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --force-reinstall --no-cache-dir \
+        --no-deps "llama-cpp-python==$version"
+fi
 # A plugin installed as a real distribution with an entry point, for the plugin tests.
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e tests/plugins/qwen3asr-example
 

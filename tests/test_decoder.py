@@ -321,3 +321,18 @@ def test_decoder_types_rank_by_their_error(models, checkpoints, tmp_path):
     assert scores["q8_0"] >= 0.999
     assert scores["bf16"] > scores["q8_0"] > scores["q6_k"] > scores["q4_k"] >= 0.95
     assert scores["q6_k"] >= 0.99
+
+
+def test_cpu_features_are_checked_against_the_cpu():
+    """bf16 is the default only where llama.cpp has bf16 dot products built in and the CPU has them too; a
+    build for another CPU is reported by name."""
+    from qwen3asr_plugin.engine.llama_runtime import cpu_features, missing_cpu_features
+
+    built = {"AVX2", "AVX512", "AVX512_BF16", "FMA", "LLAMAFILE", "OPENMP"}
+    assert missing_cpu_features(built, {"avx2", "avx512f", "avx512_bf16", "fma"}) == []
+    assert missing_cpu_features(built, {"avx2", "avx512f", "fma"}) == ["AVX512_BF16"]
+    assert missing_cpu_features(built, {"avx2", "fma"}) == ["AVX512", "AVX512_BF16"]
+    assert missing_cpu_features(built, set()) == []  # flags unknown (no /proc/cpuinfo): nothing to report
+    # This machine's build runs on this machine (tests/run.sh rebuilds llama-cpp-python otherwise).
+    assert missing_cpu_features() == []
+    assert cpu_features()  # the system info was read
