@@ -28,9 +28,11 @@ from bench import prepare_model
 
 
 def sgemm_gflops(n: int = 2048, repeats: int = 5, threads: int = 2) -> dict[str, float]:
-    """fp32 matrix product n x n x n, best of `repeats`, through numpy's BLAS and ONNX Runtime's MLAS (numpy's
-    OpenBLAS may pick older kernels on CPUs it does not know, so the faster of the two is the machine's limit)."""
+    """fp32 matrix product n x n x n, best of `repeats`, through numpy's BLAS, ONNX Runtime's MLAS and torch (the
+    reference's own). A library may pick older kernels on a CPU it does not know, so the fastest is the
+    machine's limit."""
     import onnxruntime as ort
+    import torch
     from onnx import TensorProto, helper
 
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
@@ -54,6 +56,9 @@ def sgemm_gflops(n: int = 2048, repeats: int = 5, threads: int = 2) -> dict[str,
     out["onnxruntime"] = (
         2 * n**3 / min(_timed(lambda: sess.run(None, {"a": a, "b": b})) for _ in range(repeats)) / 1e9
     )
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    ta @ tb
+    out["torch"] = 2 * n**3 / min(_timed(lambda: ta @ tb) for _ in range(repeats)) / 1e9
     return out
 
 
@@ -162,7 +167,7 @@ def main() -> None:
     read_bw, copy_bw = bandwidth_gbs()
     print(
         f"  SGEMM 2048^3, {args.threads} threads: {gflops:.0f} GFLOP/s "
-        f"(numpy {sgemm['numpy']:.0f}, onnxruntime {sgemm['onnxruntime']:.0f})"
+        f"(numpy {sgemm['numpy']:.0f}, onnxruntime {sgemm['onnxruntime']:.0f}, torch {sgemm['torch']:.0f})"
     )
     print(f"  memory bandwidth: read {read_bw:.1f} GB/s, copy {copy_bw:.1f} GB/s")
 
