@@ -36,7 +36,7 @@ def main() -> None:
 
     work = args.work or Path(tempfile.mkdtemp(prefix="qwen3asr-bench-"))
     t0 = time.perf_counter()
-    ckpt, model = prepare_model(
+    _, model = prepare_model(
         work, args.preset, ("fp32", "fp16", "int8"), ("f16", "bf16", "q8_0", "q6_k", "q4_k")
     )
     print(f"checkpoint + conversion: {time.perf_counter() - t0:.0f} s")

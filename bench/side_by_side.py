@@ -7,10 +7,10 @@ attention), on the same random weights and audio, with the same forced number of
 Ours runs in this machine's default pairing (fp32 encoder; bf16 decoder where llama.cpp has bf16 dot products,
 else q8_0), one chunk at a time and batched, and with the other CPU decoder type and the int8 encoder.
 
-Also prints the machine's limits the engine is compared against: measured SGEMM throughput (numpy) and memory
-bandwidth (read and copy), and what they imply (decode floor: weight bytes per token over bandwidth).
-llama.cpp's own Qwen3-ASR path (mtmd) is not run here: building its CLI takes about 8 minutes and
-reference/baseline.md reports it on this machine (RTF about 0.41 for 60 s with 100 tokens).
+Also prints the machine's limits the engine is compared against: measured SGEMM throughput (numpy, ONNX
+Runtime and torch; the fastest counts) and memory bandwidth (read and copy), and what they imply (decode
+floor: weight bytes per token over bandwidth). llama.cpp's own Qwen3-ASR path (mtmd) is not run here: building its CLI takes about 8 minutes and
+reference/baseline.md reports it on the Ice Lake Xeon (RTF about 0.41 for 60 s with 100 tokens).
 Weights are random, so only speed means anything; all figures are from one run.
 """
 

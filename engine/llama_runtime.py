@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 import threading
@@ -43,12 +44,13 @@ def supports_gpu_offload() -> bool:
     return bool(llama().llama_supports_gpu_offload())
 
 
-def cpu_features() -> set[str]:
+@functools.cache
+def cpu_features() -> frozenset[str]:
     """The CPU features llama.cpp's CPU backend was built for and runs with (its system info, `NAME = 1`)."""
     return _features_of(llama())
 
 
-def _features_of(llama_cpp) -> set[str]:
+def _features_of(llama_cpp) -> frozenset[str]:
     info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
     found = set()
     for part in info.split("|"):
@@ -56,7 +58,7 @@ def _features_of(llama_cpp) -> set[str]:
         name = name.split(":")[-1].strip()
         if name and value.strip() == "1":
             found.add(name)
-    return found
+    return frozenset(found)
 
 
 # llama.cpp's names for x86 CPU features and the flags Linux reports for them in /proc/cpuinfo.
@@ -77,19 +79,22 @@ _CPUINFO_FLAGS = {
 }
 
 
-def cpu_flags() -> set[str] | None:
+@functools.cache
+def cpu_flags() -> frozenset[str] | None:
     """The CPU's feature flags as Linux reports them, or None where /proc/cpuinfo is not available."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("flags"):
-                    return set(line.partition(":")[2].split())
+                    return frozenset(line.partition(":")[2].split())
     except OSError:
         return None
     return None
 
 
-def missing_cpu_features(features: set[str] | None = None, flags: set[str] | None = None) -> list[str]:
+def missing_cpu_features(
+    features: frozenset[str] | None = None, flags: frozenset[str] | None = None
+) -> list[str]:
     """llama.cpp features this CPU lacks: a llama-cpp-python built on another machine (a wheel cached from
     a newer CPU) would stop with an illegal instruction in the kernels that use them."""
     features = cpu_features() if features is None else features

@@ -94,6 +94,25 @@ def models(tmp_path_factory, checkpoints):
 
 
 @pytest.fixture(scope="session")
+def bf16_models(tmp_path_factory, checkpoints):
+    """Lazily converted folders with the bf16 decoder alone (fp32 encoder) by geometry name; kept apart from
+    `models` so that the default decoder those tests get does not depend on the CPU."""
+    made: dict = {}
+
+    def get(name: str):
+        if name not in made:
+            made[name] = convert(
+                checkpoints(name),
+                tmp_path_factory.mktemp(f"bf16-{name}") / "m",
+                encoder_precisions=("fp32",),
+                decoder_quants=("bf16",),
+            )
+        return made[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(checkpoints):
     return checkpoints("tiny")
 

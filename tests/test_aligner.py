@@ -73,14 +73,10 @@ def test_slot_classes_match_reference(models, checkpoints, geometry, text):
 
 
 @pytest.mark.parametrize(("quant", "bar"), [("q8_0", 0.8), ("bf16", 0.99)])
-def test_default_decoder_types_slot_agreement(models, checkpoints, tmp_path, quant, bar):
+def test_default_decoder_types_slot_agreement(models, bf16_models, checkpoints, quant, bar):
     """The CPU defaults (q8_0, or bf16 on CPUs with bf16 dot products): agreement with the f32 reference is
     measured, not assumed; bf16 keeps the official weights exactly and holds the f32 bar."""
-    folder = models("aligner-0.6b-heads")
-    if quant == "bf16":
-        from qwen3asr_plugin.engine.convert import convert
-
-        folder = convert(checkpoints("aligner-0.6b-heads"), tmp_path / "m", ("fp32",), ("bf16",))
+    folder = (bf16_models if quant == "bf16" else models)("aligner-0.6b-heads")
     al = ForcedAligner(
         load_model_info(folder),
         EncoderOptions(precision="fp32", device="cpu"),

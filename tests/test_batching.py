@@ -24,13 +24,8 @@ def make_pipeline(folder, quant: str, kv_f32: bool, temperatures=(0.0,)) -> AsrP
 
 
 @pytest.mark.parametrize(("quant", "kv_f32"), [("f32", True), ("q8_0", False), ("bf16", False)])
-def test_batch_equals_one_chunk_at_a_time(models, checkpoints, tmp_path, quant, kv_f32):
-    folder = models("tiny")
-    if quant == "bf16":
-        from qwen3asr_plugin.engine.convert import convert
-
-        folder = convert(checkpoints("tiny"), tmp_path / "m", ("fp32",), ("bf16",))
-    p = make_pipeline(folder, quant, kv_f32)
+def test_batch_equals_one_chunk_at_a_time(models, bf16_models, quant, kv_f32):
+    p = make_pipeline((bf16_models if quant == "bf16" else models)("tiny"), quant, kv_f32)
     budgets = [40, 40, 40]
     solo = [p.transcribe_chunk(a, None, "", 40) for a in AUDIOS]
     batched = p.transcribe_chunks(AUDIOS, None, "", budgets)

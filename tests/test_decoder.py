@@ -69,15 +69,12 @@ def test_q8_0_logits_cosine(models, checkpoints, geometry):
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_bf16_logits_and_greedy_tokens(checkpoints, geometry, tmp_path):
+def test_bf16_logits_and_greedy_tokens(bf16_models, checkpoints, geometry):
     """The default pairing on CPUs with bf16 dot products: bf16 weights (the official checkpoints' own type),
     f16 KV cache, flash attention. Its logits stay within the q8_0 bar (in fact closer than q8_0's), and the
     greedy tokens equal the f32 reference's."""
-    from qwen3asr_plugin.engine.convert import convert
-
-    folder = convert(checkpoints(geometry), tmp_path / "m", ("fp32",), ("bf16",))
     p = AsrPipeline(
-        load_model_info(folder),
+        load_model_info(bf16_models(geometry)),
         EncoderOptions(precision="fp32", device="cpu"),
         DecoderOptions(quant="bf16", temperatures=(0.0,)),
     )
@@ -291,16 +288,16 @@ def test_api_and_cli_give_the_reference_greedy_tokens(models, checkpoints, tmp_p
     assert (tmp_path / "speech.txt").read_text(encoding="utf-8").strip() == expected
 
 
-def test_decoder_types_rank_by_their_error(models, checkpoints, tmp_path):
+def test_decoder_types_rank_by_their_error(models, bf16_models, checkpoints, tmp_path):
     """At a 1024-wide geometry: bf16 (the official weights exactly) is closest to the reference, then q8_0, then
     q6_k and q4_k (options for speed); each loses more than the one above it."""
     from qwen3asr_plugin.engine.convert import convert
 
-    folder = convert(checkpoints("0.6b-heads"), tmp_path / "k", ("fp32",), ("bf16", "q6_k", "q4_k"))
+    folder = convert(checkpoints("0.6b-heads"), tmp_path / "k", ("fp32",), ("q6_k", "q4_k"))
     ref = None
     scores = {}
     for quant, where in (
-        ("bf16", folder),
+        ("bf16", bf16_models("0.6b-heads")),
         ("q8_0", models("0.6b-heads")),
         ("q6_k", folder),
         ("q4_k", folder),
