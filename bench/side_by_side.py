@@ -10,8 +10,8 @@ else q8_0), one chunk at a time and batched, and with the other CPU decoder type
 Also prints the machine's limits the engine is compared against: measured SGEMM throughput (numpy, ONNX
 Runtime and torch; the fastest counts) and memory bandwidth (read and copy), and what they imply (decode
 floor: weight bytes per token over bandwidth). llama.cpp's own Qwen3-ASR path (mtmd) is not run here:
-building its CLI takes about 8 minutes, and reference/baseline.md reports it on the Ice Lake Xeon (RTF about
-0.41 for 60 s with 100 tokens).
+building its CLI takes about 8 minutes; an earlier run of its `llama-mtmd-cli` (q8_0 text, f16 mmproj) on the
+Ice Lake Xeon measured RTF about 0.41 for 60 s with 100 tokens.
 Weights are random, so only speed means anything; all figures are from one run.
 """
 

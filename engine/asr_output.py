@@ -1,4 +1,4 @@
-"""Turning the model's raw output into (language, text), as the official parse_asr_output does (section 6.2).
+"""The model's raw output to (language, text), as `parse_asr_output` in qwen_asr/inference/utils.py does.
 
 Raw output is `language English<asr_text>Hello world.` when the language is detected, just the text when it
 was forced, and `language None<asr_text>` when there is no speech. The `<asr_text>` boundary is found by

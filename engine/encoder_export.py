@@ -1,10 +1,12 @@
 """Build the audio encoder's two ONNX graphs from checkpoint weights, without torch.
 
-Frontend (reference section 4.3): per chunk of 2*n_window mel frames, three stride-2 Conv2d + GELU, flatten
+Both follow `Qwen3ASREncoder` and `Qwen3ASRMultiModalProjector` in transformers'
+src/transformers/models/qwen3_asr/modeling_qwen3_asr.py.
+Frontend (the encoder's conv stem): per chunk of 2*n_window mel frames, three stride-2 Conv2d + GELU, flatten
 (time, channel*freq), conv_out, plus the sinusoidal position table restarted in every chunk.
 Input `mel_chunks` [N, 1, n_mels, chunk_frames] -> `chunk_tokens` [N, tokens_per_chunk, d_model].
 
-Backend (sections 4.1 steps 8-10): pre-LN transformer layers with attention inside windows of
+Backend (the encoder's layers, then the projector): pre-LN transformer layers with attention inside windows of
 `window_tokens` tokens (8 chunks = 8 s in the released models), then ln_post, proj1, GELU, proj2.
 Input `frames` [T, d_model], any T -> `embeddings` [T, output_dim]. The graph pads T up to whole windows and
 masks the padded keys, so one call covers any number of windows and equals running each window alone.
@@ -25,7 +27,7 @@ FP16_CLAMP = float(np.finfo(np.float16).max) - 1000.0  # the reference clamps fp
 
 
 def sinusoid_table(length: int, channels: int, max_timescale: float = 10000.0) -> np.ndarray:
-    """Position table [length, channels]: sin then cos halves (reference section 4.1 step 6)."""
+    """Position table [length, channels]: sin then cos halves (transformers' SinusoidsPositionEmbedding)."""
     log_increment = np.log(max_timescale) / (channels // 2 - 1)
     inv = np.exp(-log_increment * np.arange(channels // 2, dtype=np.float32))
     t = np.arange(length, dtype=np.float32)[:, None] * inv[None, :]

@@ -1,8 +1,10 @@
 """Write the Qwen3 text model of a checkpoint as GGUF (architecture `qwen3`), without torch.
 
 The thinker's text model is a plain Qwen3 causal LM: its interleaved MRoPE reduces exactly to 1-D RoPE
-because every position is text-like (reference section 5), so llama.cpp's `qwen3` architecture runs it
-unchanged. The byte-level BPE tokenizer goes inside the file so llama.cpp tokenizes and detokenizes.
+because every position is text-like (the official toolkit's `get_rope_index`, in QwenLM/Qwen3-ASR
+qwen_asr/core/transformers_backend/modeling_qwen3_asr.py, gives audio tokens plain text positions), so
+llama.cpp's `qwen3` architecture runs it unchanged. The byte-level BPE tokenizer goes inside the file so
+llama.cpp tokenizes and detokenizes.
 Other types (bf16, q8_0, q6_k, q4_k) come from llama.cpp's own quantizer, reached through llama-cpp-python.
 bf16 keeps the official weights exactly (the checkpoints are published in bf16).
 """

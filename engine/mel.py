@@ -1,8 +1,9 @@
 """Whisper-style log-mel features in NumPy/SciPy, equal to WhisperFeatureExtractor(feature_size=128).
 
-Steps (reference: qwen3-asr-architecture.md section 2): reflect-padded STFT with a periodic Hann window,
-power spectrum, the last frame dropped (n_frames = n_samples // hop), Slaney mel filters, log10 floored at
-1e-10, clamped to (max - 8) over the whole clip, then (x + 4) / 4. Output layout is [n_mels, n_frames].
+Steps (as in transformers' src/transformers/models/whisper/feature_extraction_whisper.py): reflect-padded
+STFT with a periodic Hann window, power spectrum, the last frame dropped (n_frames = n_samples // hop),
+Slaney mel filters, log10 floored at 1e-10, clamped to (max - 8) over the whole clip, then (x + 4) / 4.
+Output layout is [n_mels, n_frames].
 """
 
 from __future__ import annotations

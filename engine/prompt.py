@@ -1,4 +1,4 @@
-"""The ASR prompt, exactly as the model's chat template renders it (reference section 6.1).
+"""The ASR prompt, exactly as qwen_asr's `Qwen3ASRModel._build_text_prompt` renders the chat template.
 
     <|im_start|>system\\n{context}<|im_end|>\\n<|im_start|>user\\n<|audio_start|>{audio x N}<|audio_end|>
     <|im_end|>\\n<|im_start|>assistant\\n[language {Name}<asr_text>]

@@ -1,4 +1,4 @@
-"""Drive the real mpv headless over its JSON IPC (hosts.md section 1.3)."""
+"""Drive the real mpv headless over its JSON IPC (mpv manual "JSON IPC", mpv-player/mpv DOCS/man/ipc.rst)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """The independent reference: transformers' native Qwen3ASR (torch, fp32, eager) on a checkpoint folder.
 
 The checkpoint is in the official layout (`thinker.*`); transformers' native classes use the "-hf" naming, so
-the tensors are renamed with the map of qwen3-asr-architecture.md section 10. Loading is strict: a missing or
-unexpected tensor fails, which also checks that the fixtures use the official names.
+the tensors are renamed with the prefix maps of transformers' own converter (`STATE_DICT_MAPPING_ASR` and
+`STATE_DICT_MAPPING_FORCED_ALIGNER` in src/transformers/models/qwen3_asr/convert_qwen3_asr_to_hf.py).
+Loading is strict: a missing or unexpected tensor fails, which also checks that the fixtures use the official
+names.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The split ONNX encoder against transformers' native Qwen3ASR on the same random weights (DESIGN.md bars)."""
+"""The split ONNX encoder vs transformers' native Qwen3ASR, same random weights (tests/parity.py bars)."""
 
 import numpy as np
 import pytest
