@@ -1,4 +1,4 @@
-"""Word and character timestamps with Qwen3-ForcedAligner (reference section 7).
+"""Word and character timestamps with Qwen3-ForcedAligner, as in qwen_asr/inference/qwen3_forced_aligner.py.
 
 The aligner reads the audio and the transcript in one forward pass:
     <|audio_start|>{audio x N}<|audio_end|>unit1<timestamp><timestamp>unit2<timestamp><timestamp>...
@@ -22,6 +22,7 @@ from .encoder import AudioEncoder, EncoderOptions
 from .errors import ModelError, Qwen3ASRError
 from .mel import log_mel
 from .model_folder import ModelInfo
+from .records import Word
 
 HEAD_FILE = "aligner_head.f32.npy"
 MAX_ALIGN_SECONDS = 180.0  # the official pipeline aligns at most 180 s at once
@@ -163,15 +164,6 @@ def fix_timestamps(values: list[float] | np.ndarray) -> list[int]:
                 out[k] = left + (right - left) / (count + 1) * (k - start + 1)
         start = end
     return [int(v) for v in out]
-
-
-@dataclass(frozen=True)
-class Word:
-    """A piece of the original text (punctuation and leading space included) with its unit's times."""
-
-    start: float
-    end: float
-    word: str
 
 
 def attach_text(text: str, units: list[Unit], times: list[tuple[float, float]]) -> list[Word]:

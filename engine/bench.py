@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .audio import SAMPLE_RATE
 from .decoder import DecoderOptions, TextDecoder
 from .encoder import AudioEncoder, EncoderOptions
 from .mel import log_mel
@@ -37,9 +38,9 @@ def peak_rss_mb() -> float:
 def synthetic_speech(seconds: float, seed: int = 0) -> np.ndarray:
     """A speech-like test signal (harmonics with a moving pitch and pauses)."""
     rng = np.random.default_rng(seed)
-    n = int(seconds * 16000)
-    t = np.arange(n) / 16000.0
-    phase = 2 * np.pi * np.cumsum(140 + 40 * np.sin(2 * np.pi * 0.7 * t)) / 16000.0
+    n = int(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    phase = 2 * np.pi * np.cumsum(140 + 40 * np.sin(2 * np.pi * 0.7 * t)) / SAMPLE_RATE
     x = sum(np.sin(k * phase) / k for k in range(1, 6)) * (np.sin(2 * np.pi * 0.25 * t) > -0.6)
     return (0.3 * x + 0.01 * rng.standard_normal(n)).astype(np.float32)
 
@@ -57,7 +58,7 @@ def run_bench(
 ) -> list[StageTime]:
     """Time every stage over `audio` cut into chunk_seconds pieces; `tokens` decoded in all, `batch_size`
     chunks at a time as the pipeline decodes them."""
-    n = int(chunk_seconds * 16000)
+    n = int(chunk_seconds * SAMPLE_RATE)
     chunks = [audio[i : i + n] for i in range(0, audio.size, n)]
     per_chunk = max(1, tokens // len(chunks))
     stages: list[StageTime] = []

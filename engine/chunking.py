@@ -1,9 +1,10 @@
 """Cutting long audio into ASR chunks at quiet moments, streaming, with optional skipping of non-speech.
 
 A cut lands at the lowest-energy point of a search window before the chunk limit (the official toolkit's
-rule, reference section 6.3): a 100 ms moving sum of |x| picks the quietest window, then the quietest sample
-inside it, so words are not cut in half. Chunks carry their sample offset; timestamps come from those
-offsets, never from chunk index times size. Only about one chunk plus the search window is held at a time.
+rule, `split_audio_into_chunks` in qwen_asr/inference/utils.py): a 100 ms moving sum of |x| picks the
+quietest window, then the quietest sample inside it, so words are not cut in half. Chunks carry their sample
+offset; timestamps come from those offsets, never from chunk index times size. Only about one chunk plus the
+search window is held at a time.
 
 The optional energy VAD drops runs of non-speech (frames below a level) longer than `min_silence_seconds`,
 so nothing is transcribed over long silence. It does not tell music from speech.
@@ -124,8 +125,3 @@ def iter_chunks(
             offset += cut
     if buf.size:
         yield from emit(buf, offset)
-
-
-def split_audio(x: np.ndarray, options: ChunkOptions = ChunkOptions()) -> list[Chunk]:
-    """All chunks of an in-memory array."""
-    return list(iter_chunks([x], options))

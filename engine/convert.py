@@ -1,4 +1,4 @@
-"""Convert an official Hugging Face checkpoint folder into our model folder (DESIGN.md layout).
+"""Convert an official Hugging Face checkpoint folder into a model folder (README.md, "Convert a checkpoint").
 
 Everything is written beside the destination under temporary names and moved into place; model.json is
 written last, so an interrupted conversion never leaves a folder that claims files it does not have.
@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .. import __version__
+from . import __version__
 from .aligner import HEAD_FILE
 from .encoder_export import build_backend, build_frontend, quantize_int8
 from .errors import Qwen3ASRError
+from .files import write_json_atomic
 from .gguf_export import DECODER_QUANTS, decoder_file, quantize_gguf, write_gguf
 from .hf_checkpoint import Checkpoint, load_checkpoint
 from .mel import MelConfig
@@ -34,7 +35,6 @@ from .model_folder import (
     frontend_file,
     load_model_info,
     sha256_of,
-    write_json_atomic,
 )
 
 _HUB_SNAPSHOT = re.compile(

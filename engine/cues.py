@@ -1,4 +1,4 @@
-"""From timed words to subtitle cues that follow the rules professional subtitlers use (hosts.md section 5).
+"""From timed words to subtitle cues that follow Netflix's "Timed Text Style Guide: General Requirements".
 
 1. A cue ends after sentence-final punctuation and at pauses of at least `split_pause_seconds`.
 2. A cue too long for `max_lines` lines of `max_line_chars`, or for `max_duration_seconds`, is split at the
@@ -18,7 +18,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass, replace
 
-from .aligner import Word
+from .records import Cue, Word
 
 SENTENCE_END = tuple(".?!。？！…")
 CLAUSE_END = tuple(",，、;；:：")
@@ -38,7 +38,7 @@ class CueRules:
     cjk: bool = False  # count width in full-width characters
 
 
-# Per-language defaults (Netflix timed-text guides, as summarised in hosts.md section 5.2).
+# Per-language defaults: Netflix's Simplified Chinese (PRC), Korean and Japanese Timed Text Style Guides.
 LANGUAGE_RULES = {
     "Chinese": CueRules(max_line_chars=16, max_chars_per_second=9, cjk=True),
     "Cantonese": CueRules(max_line_chars=16, max_chars_per_second=9, cjk=True),
@@ -60,18 +60,6 @@ def width(text: str, cjk: bool) -> float:
     if not cjk:
         return float(len(text))
     return sum(1.0 if unicodedata.east_asian_width(c) in "WF" else 0.5 for c in text)
-
-
-@dataclass(frozen=True)
-class Cue:
-    start: float
-    end: float
-    lines: tuple[str, ...]
-    language: str | None = None
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
 
 
 @dataclass(frozen=True)
@@ -196,6 +184,23 @@ def _lines(words: list[TimedWord], rules: CueRules) -> tuple[str, ...]:
     return best
 
 
+def timed_words(segments) -> list[TimedWord]:
+    """Timed words of all segments; a segment without word timings spreads its words over its span."""
+    words: list[TimedWord] = []
+    for s in segments:
+        if s.words:
+            words.extend(TimedWord(w.start, w.end, w.word, s.language) for w in s.words)
+            continue
+        pieces = s.text.split(" ") if " " in s.text.strip() else list(s.text)
+        pieces = [(" " if i and " " in s.text else "") + p for i, p in enumerate(pieces)]
+        step = (s.end - s.start) / max(1, len(pieces))
+        words.extend(
+            TimedWord(s.start + i * step, s.start + (i + 1) * step, p, s.language)
+            for i, p in enumerate(pieces)
+        )
+    return words
+
+
 def build_cues(
     words: list[Word] | list[TimedWord],
     language: str | None = None,
@@ -241,7 +246,8 @@ def build_cues(
                 floor = cues[-1].end + rules.min_gap_seconds if cues else 0.0
                 start = max(floor, min(start, end - rules.min_duration_seconds))
         end = max(end, start + 0.01) if not cues or start >= cues[-1].end else end
-        cues.append(Cue(start, end, _lines(words_, rules), words_[0].language))
+        words = tuple(Word(w.start, w.end, w.word) for w in words_)
+        cues.append(Cue(start, end, _lines(words_, rules), words_[0].language, words))
     return _no_overlap(cues)
 
 

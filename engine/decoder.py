@@ -308,10 +308,6 @@ class TextDecoder:
         self._check(self.L.llama_decode(self.ctx, b))
         return [self.logits(i) for i in range(len(items))]
 
-    def step(self, token: int, position: int) -> np.ndarray:
-        """Feed one token at `position`; returns the next-token logits (a view valid until the next call)."""
-        return self._step_many([(0, token, position)])[0]
-
     def step_batch(self, tokens: list[int], positions: list[int]) -> list[np.ndarray]:
         """One token for each of sequences 0..n-1 in one llama_decode (see generate_batch)."""
         return self._step_many([(i, t, p) for i, (t, p) in enumerate(zip(tokens, positions, strict=True))])
@@ -338,12 +334,6 @@ class TextDecoder:
         self._decode_embeddings(audio, len(prompt.prefix), seq=seq)
         self._decode_tokens(prompt.suffix, len(prompt.prefix) + prompt.n_audio, True, seq)
 
-    def prefill(self, prompt: Prompt, audio: np.ndarray) -> int:
-        """Evaluate the whole prompt with `audio` [n_audio, hidden] injected; returns the prompt length
-        (logits() is then the first token's)."""
-        totals, _ = self.prefill_batch([prompt], [audio])
-        return totals[0]
-
     def prefill_batch(
         self, prompts: list[Prompt], audios: list[np.ndarray], extra_tokens: list[int] | None = None
     ) -> tuple[list[int], list[np.ndarray]]:
@@ -364,17 +354,6 @@ class TextDecoder:
             firsts.append(self.logits().copy())
         return firsts
 
-    def generate(
-        self,
-        prompt: Prompt,
-        audio: np.ndarray,
-        max_new_tokens: int,
-        temperatures: tuple[float, ...] | None = None,
-    ) -> Generation:
-        """Greedy generation with the repetition guard and temperature fallback (`temperatures` overrides
-        the options' schedule; (0.0,) is greedy only)."""
-        return self.generate_batch([prompt], [audio], [max_new_tokens], temperatures)[0]
-
     def generate_batch(
         self,
         prompts: list[Prompt],
@@ -382,10 +361,11 @@ class TextDecoder:
         max_new_tokens: list[int],
         temperatures: tuple[float, ...] | None = None,
     ) -> list[Generation]:
-        """generate() for several chunks at once: each is its own sequence, and they decode in lockstep, one
-        llama_decode per step for all of them (decoding is memory-bound: the weights are read once per step
-        whatever the number of sequences). A sequence that loops or runs out of budget is retried alone
-        with the temperature fallback afterwards; the results equal separate generate() calls."""
+        """Greedy generation with the repetition guard and temperature fallback (`temperatures` overrides the
+        options' schedule) for several chunks at once: each is its own sequence, and they decode in lockstep,
+        one llama_decode per step for all of them (decoding is memory-bound: the weights are read once per
+        step whatever the number of sequences). A sequence that loops or runs out of budget is retried alone
+        with the temperature fallback afterwards; the results equal separate one-chunk calls."""
         temperatures = temperatures or self.options.temperatures
         totals = [self._prompt_length(p, a) for p, a in zip(prompts, audios, strict=True)]
         budgets = [

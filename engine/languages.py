@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .errors import Qwen3ASRError
 
-# ISO 639 codes -> the canonical names of the model's support_languages (reference section 8).
+# ISO 639 codes -> the model's canonical language names (SUPPORTED_LANGUAGES in qwen_asr/inference/utils.py).
 ISO_CODES = {
     "ar": "Arabic",
     "yue": "Cantonese",
@@ -56,3 +56,38 @@ def normalize_detected(name: str) -> str:
     """The official normalisation of a detected language name: first letter upper, the rest lower."""
     name = name.strip()
     return name[:1].upper() + name[1:].lower() if name else name
+
+
+# Names -> ISO 639-2/T codes, for containers' language tags (Matroska and MP4 take these three-letter codes).
+ISO639_2 = {
+    "Arabic": "ara",
+    "Cantonese": "yue",
+    "Chinese": "zho",
+    "Czech": "ces",
+    "Danish": "dan",
+    "Dutch": "nld",
+    "English": "eng",
+    "Filipino": "fil",
+    "Finnish": "fin",
+    "French": "fra",
+    "German": "deu",
+    "Greek": "ell",
+    "Hindi": "hin",
+    "Hungarian": "hun",
+    "Indonesian": "ind",
+    "Italian": "ita",
+    "Japanese": "jpn",
+    "Korean": "kor",
+    "Macedonian": "mkd",
+    "Malay": "msa",
+    "Persian": "fas",
+    "Polish": "pol",
+    "Portuguese": "por",
+    "Romanian": "ron",
+    "Russian": "rus",
+    "Spanish": "spa",
+    "Swedish": "swe",
+    "Thai": "tha",
+    "Turkish": "tur",
+    "Vietnamese": "vie",
+}

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import SAMPLE_RATE
 from .errors import AudioError
 
-SAMPLE_RATE = 16000
 BLOCK_SECONDS = 10.0
 
 

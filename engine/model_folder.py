@@ -1,4 +1,4 @@
-"""The converted model folder: model.json and the files it lists (DESIGN.md, "Converted model folder").
+"""The converted model folder: model.json and the files it lists (README.md, "Convert a checkpoint").
 
 model.json is the one place the runtime reads dims, token ids and mel parameters from.
 """
@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,16 +35,6 @@ def sha256_of(path: Path, block_bytes: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def temporary_beside(path: Path) -> Path:
-    """A new empty file next to `path` (same filesystem, so os.replace is atomic), with normal permissions."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return Path(tmp)
-
-
 EDGE_BYTES = 1 << 20
 
 
@@ -62,19 +50,6 @@ def edge_digest(path: Path) -> str:
             f.seek(max(EDGE_BYTES, size - EDGE_BYTES))
             digest.update(f.read(EDGE_BYTES))
     return digest.hexdigest()
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file beside `path` and move it into place."""
-    tmp = temporary_beside(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,11 @@ def presets() -> dict[str, dict]:
     return load_presets()
 
 
+def preset_aligner(model: str | os.PathLike | None) -> str | None:
+    """The aligner preset that goes with a model preset (None for a model folder or a preset without one)."""
+    return presets().get(str(model or DEFAULT_MODEL), {}).get("aligner")
+
+
 def models_dir() -> Path:
     """Where converted models live: $QWEN3ASR_MODELS_DIR, else the platform's user data folder."""
     env = os.environ.get("QWEN3ASR_MODELS_DIR")

@@ -3,45 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 
-from .aligner import ForcedAligner, Word
-from .asr_output import parse_output
+from .aligner import ForcedAligner
+from .asr_output import ParsedOutput, parse_output
 from .chunking import ChunkOptions, iter_chunks
-from .decoder import DecoderOptions, TextDecoder
+from .decoder import DecoderOptions, Generation, TextDecoder
 from .encoder import AudioEncoder, EncoderOptions
 from .errors import ModelError
 from .languages import canonical_language
 from .mel import log_mel
 from .model_folder import ModelInfo
-from .prompt import build_asr_prompt
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One transcribed chunk of speech; times in seconds from the start of the input."""
-
-    id: int
-    start: float
-    end: float
-    text: str
-    language: str | None
-    tokens: tuple[int, ...] = ()
-    temperature: float = 0.0
-    words: tuple[Word, ...] | None = None
+from .prompt import Prompt, build_asr_prompt
+from .records import Segment, TranscriptionInfo, Word
 
 
 @dataclass(frozen=True)
 class TranscribeOptions:
     language: str | None = None
     context: str = ""
-    chunk_seconds: float = 30.0
     tokens_per_second: float = 10.0  # token budget per second of audio (speech gives about 3-6)
     min_new_tokens: int = 24
     temperature_fallback: bool = True  # False: greedy only (the repetition guard still cuts loops)
-    chunking: ChunkOptions = ChunkOptions()
+    chunking: ChunkOptions = ChunkOptions()  # the chunk length is chunking.max_seconds
     # Chunks decoded together (one llama.cpp sequence each, one weight pass per step for all: 2 give 1.6x
     # and 4 give 2.2x the decode tokens/s on a 2-core CPU); their segments come out when the group is done.
     batch_size: int = 4
@@ -50,11 +36,17 @@ class TranscribeOptions:
     first_batch_size: int | None = None
 
 
-@dataclass
-class TranscriptionInfo:
-    language: str | None
-    duration: float
-    languages: list[str] = field(default_factory=list)
+@dataclass(frozen=True)
+class ChunkResult:
+    """One chunk through mel, encoder and decoder: the prompt, the generation and what its tokens mean."""
+
+    prompt: Prompt
+    generation: Generation
+    parsed: ParsedOutput
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.generation.tokens
 
 
 class AsrPipeline:
@@ -82,11 +74,6 @@ class AsrPipeline:
         self.decoder = TextDecoder(info, decoder)
         self.aligner = aligner
 
-    def transcribe_array(
-        self, audio: np.ndarray, options: TranscribeOptions
-    ) -> tuple[Iterator[Segment], TranscriptionInfo]:
-        return self.transcribe_stream([audio], options, duration=audio.size / self.info.mel.sampling_rate)
-
     def transcribe_stream(
         self,
         blocks: Iterable[np.ndarray],
@@ -111,9 +98,8 @@ class AsrPipeline:
         start_seconds: float = 0.0,
     ) -> Iterator[Segment]:
         index = 0
-        chunking = replace(options.chunking, max_seconds=options.chunk_seconds)
         first = int(round(start_seconds * self.info.mel.sampling_rate))
-        chunks = iter_chunks(self._counted(blocks, info, start_seconds), chunking, first_sample=first)
+        chunks = iter_chunks(self._counted(blocks, info, start_seconds), options.chunking, first_sample=first)
         for group in _groups(chunks, options.first_batch_size or options.batch_size, options.batch_size):
             results = self.transcribe_chunks(
                 [chunk.audio for chunk in group],
@@ -126,7 +112,8 @@ class AsrPipeline:
                     )
                     for c in group
                 ],
-                temperatures=None if options.temperature_fallback else (0.0,),
+                # Without the fallback, only the schedule's first (greedy) temperature.
+                temperatures=None if options.temperature_fallback else self.decoder.options.temperatures[:1],
             )
             for chunk, result in zip(group, results, strict=True):
                 if on_progress is not None:
@@ -136,8 +123,8 @@ class AsrPipeline:
                     index += 1
                     yield segment
 
-    def _segment(self, chunk, result: dict, index: int, info: TranscriptionInfo) -> Segment | None:
-        parsed = result["parsed"]
+    def _segment(self, chunk, result: ChunkResult, index: int, info: TranscriptionInfo) -> Segment | None:
+        parsed = result.parsed
         if parsed.no_speech or not parsed.text:
             return None
         if parsed.language and parsed.language not in info.languages:
@@ -158,8 +145,8 @@ class AsrPipeline:
             end=end,
             text=parsed.text,
             language=parsed.language,
-            tokens=tuple(result["tokens"]),
-            temperature=result["temperature"],
+            tokens=tuple(result.tokens),
+            temperature=result.generation.temperature,
             words=words,
         )
 
@@ -177,17 +164,6 @@ class AsrPipeline:
         if start_seconds == 0.0:
             info.duration = seen / rate
 
-    def transcribe_chunk(
-        self,
-        audio: np.ndarray,
-        language: str | None,
-        context: str,
-        max_new_tokens: int,
-        temperatures: tuple[float, ...] | None = None,
-    ) -> dict:
-        """One chunk through mel, encoder and decoder: generated token ids and their parsed meaning."""
-        return self.transcribe_chunks([audio], language, context, [max_new_tokens], temperatures)[0]
-
     def transcribe_chunks(
         self,
         audios: list[np.ndarray],
@@ -195,8 +171,9 @@ class AsrPipeline:
         context: str,
         max_new_tokens: list[int],
         temperatures: tuple[float, ...] | None = None,
-    ) -> list[dict]:
-        """Chunks encoded one by one, then decoded together (TextDecoder.generate_batch)."""
+    ) -> list[ChunkResult]:
+        """Chunks encoded one by one, then decoded together (TextDecoder.generate_batch): for each, the token
+        ids generated and their parsed meaning."""
         prompts, embeddings = [], []
         for audio in audios:
             emb = self.encoder.encode(log_mel(audio, self.info.mel))
@@ -207,13 +184,7 @@ class AsrPipeline:
         gens = self.decoder.generate_batch(prompts, embeddings, max_new_tokens, temperatures)
         token_id = self.info.token_ids["asr_text"]
         return [
-            {
-                "tokens": gen.tokens,
-                "parsed": parse_output(gen.tokens, token_id, self.decoder.detokenize, language),
-                "temperature": gen.temperature,
-                "prompt": prompt,
-                "generation": gen,
-            }
+            ChunkResult(prompt, gen, parse_output(gen.tokens, token_id, self.decoder.detokenize, language))
             for gen, prompt in zip(gens, prompts, strict=True)
         ]
 

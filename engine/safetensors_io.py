@@ -32,13 +32,6 @@ def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
-def float32_to_bf16_bits(values: np.ndarray) -> np.ndarray:
-    """Round float32 to bfloat16 (round to nearest, ties to even), returned as uint16 bits."""
-    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
-    rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
-    return ((bits + rounding) >> 16).astype(np.uint16)
-
-
 class SafetensorsFile:
     """One .safetensors file, tensors decoded lazily to NumPy."""
 
@@ -124,25 +117,3 @@ class TensorStore:
             raise CheckpointError(
                 f"checkpoint lacks tensor {name}; is this a Qwen3-ASR or Qwen3-ForcedAligner checkpoint?"
             ) from None
-
-
-def write_safetensors(path: Path, tensors: dict[str, tuple[str, np.ndarray]], metadata: dict | None = None):
-    """Write tensors given as name -> (safetensors dtype, array holding those bytes) to `path`."""
-    header: dict = {}
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    offset = 0
-    blobs = []
-    for name, (kind, array) in tensors.items():
-        blob = np.ascontiguousarray(array)
-        size = blob.nbytes
-        header[name] = {"dtype": kind, "shape": list(array.shape), "data_offsets": [offset, offset + size]}
-        blobs.append(blob)
-        offset += size
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned, as the reference writer does
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for blob in blobs:
-            f.write(blob.tobytes(order="C"))

@@ -1,35 +1,17 @@
 """Subtitle and transcript writers: srt, vtt and ass through pysubs2; json, txt and lrc here.
 
 Each writer turns a Transcript (segments with words, and the cues built from them) into text. Writers live
-in a registry that plugins extend (register_output_formats). Files are written to a temporary name beside
-the destination and moved into place, so a reader never sees half a file and an interruption leaves none.
+in a registry that plugins extend (register_output_formats); files.write_atomic puts the text in place.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from .cues import Cue
 from .errors import Qwen3ASRError
-from .model_folder import temporary_beside
-
-
-@dataclass
-class Transcript:
-    """What writers receive."""
-
-    segments: list  # pipeline.Segment
-    cues: list[Cue]
-    language: str | None = None
-    duration: float = 0.0
-    source: str = ""
-    extra: dict = field(default_factory=dict)
-
+from .records import Transcript
 
 Writer = Callable[[Transcript], str]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -76,7 +58,6 @@ def _json(t: Transcript) -> str:
         "duration": round(t.duration, 3),
         "segments": [seg(s) for s in t.segments],
         "cues": [{"start": c.start, "end": c.end, "text": c.text} for c in t.cues],
-        **t.extra,
     }
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
@@ -112,25 +93,3 @@ def render(format_: str, transcript: Transcript, writers: dict[str, Writer] | No
     except KeyError:
         raise Qwen3ASRError(f"unknown output format {format_!r}; choose from {', '.join(writers)}") from None
     return writer(transcript)
-
-
-def write_atomic(path: Path, text: str, overwrite: bool = False) -> None:
-    """Write `text` to `path` through a temporary file; refuses to replace a file unless `overwrite`."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise Qwen3ASRError(f"{path}: exists; use --overwrite to replace it")
-    tmp = temporary_beside(path)
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if the file appeared meanwhile: never a silent overwrite
-            except FileExistsError:
-                raise Qwen3ASRError(f"{path}: exists; use --overwrite to replace it") from None
-            except OSError:  # a filesystem without hard links
-                os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -1,16 +1,42 @@
 """qwen3asr-plugin: local speech-to-subtitles with Qwen3-ASR, as a plugin for media tools.
 
-The API loads lazily so that `import qwen3asr_plugin` (and the CLI's start-up) stays cheap.
+The records, the error base and the hook markers load with the package and pull in nothing heavy, so a
+format or post-processing plugin stays light; the models, the runner and the rest of the API load on first
+use (and `import qwen3asr_plugin`, like the CLI's start-up, stays cheap).
 """
 
-from .hookspecs import hookimpl
+from .engine import __version__
+from .engine.errors import Qwen3ASRError
+from .engine.records import Cue, Segment, Transcript, TranscriptionInfo, Word
+from .hookspecs import Engine, hookimpl
 
-__version__ = "0.1.0"
-__all__ = ["ASRModel", "Aligner", "Segment", "TranscriptionInfo", "Word", "__version__", "hookimpl"]
+_LAZY = (
+    "ASRModel",
+    "Aligner",
+    "Cancelled",
+    "RunOptions",
+    "Transcription",
+    "load_engine",
+    "output_formats",
+    "render_subtitles",
+    "transcribe_to_transcript",
+)
+__all__ = [
+    "Cue",
+    "Engine",
+    "Qwen3ASRError",
+    "Segment",
+    "Transcript",
+    "TranscriptionInfo",
+    "Word",
+    "__version__",
+    "hookimpl",
+    *_LAZY,
+]
 
 
 def __getattr__(name: str):
-    if name in ("ASRModel", "Aligner", "Segment", "TranscriptionInfo", "Word"):
+    if name in _LAZY:
         from . import api
 
         return getattr(api, name)

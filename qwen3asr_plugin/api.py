@@ -17,44 +17,84 @@ from pathlib import Path
 import numpy as np
 
 from .engine.aligner import ForcedAligner
-from .engine.audio import iter_audio, load_audio, to_mono_16k
+from .engine.audio import SAMPLE_RATE, iter_audio, load_audio, to_mono_16k
 from .engine.chunking import ChunkOptions
 from .engine.decoder import DecoderOptions
 from .engine.encoder import EncoderOptions
-from .engine.languages import canonical_language
-from .engine.media import probe
+from .engine.errors import Qwen3ASRError
+from .engine.files import write_atomic
+from .engine.languages import ISO639_2, canonical_language
+from .engine.media import ffmpeg_exe, probe
 from .engine.model_folder import load_model_info
-from .engine.model_store import DEFAULT_MODEL, presets, resolve_model
-from .engine.pipeline import AsrPipeline, Segment, TranscribeOptions, TranscriptionInfo, Word
+from .engine.model_store import preset_aligner, resolve_model
+from .engine.pipeline import AsrPipeline, TranscribeOptions
+from .engine.records import Cue, Segment, Transcript, TranscriptionInfo, Word
+from .engine.writers import render
+from .hookspecs import Engine
+from .options import engine_options, read_replacements, run_options
+from .plugins import registry
+from .runner import Cancelled, RunOptions, Transcription, transcribe_to_transcript
 
-__all__ = ["ASRModel", "Aligner", "Segment", "TranscriptionInfo", "Word", "load_engine", "render_subtitles"]
+__all__ = [
+    "ISO639_2",
+    "ASRModel",
+    "Aligner",
+    "Cancelled",
+    "Cue",
+    "Engine",
+    "Qwen3ASRError",
+    "RunOptions",
+    "Segment",
+    "Transcript",
+    "Transcription",
+    "TranscriptionInfo",
+    "Word",
+    "cli_parents",
+    "engine_options",
+    "ffmpeg_exe",
+    "load_engine",
+    "output_formats",
+    "probe",
+    "read_replacements",
+    "render_subtitles",
+    "run_options",
+    "transcribe_to_transcript",
+    "write_atomic",
+]
 
 
-def load_engine(name: str = "local", **options):
-    """An engine registered by any plugin (`local`, `openai`, ...), built with `options`."""
-    from .engine.errors import Qwen3ASRError
-    from .plugins import registry
-
+def load_engine(name: str = "local", **options) -> Engine:
+    """An engine registered by any plugin (`local`, `openai`, ...), built with `options`; each engine takes
+    the options it knows (model, aligner, device, endpoint, ...) and ignores the rest."""
     engines = registry("register_engines")
     if name not in engines:
         raise Qwen3ASRError(f"unknown engine {name!r}; installed: {', '.join(engines)}")
-    return engines[name]["value"](**options)
+    return engines[name].value(**options)
 
 
-def render_subtitles(
-    segments: list[Segment], duration: float, format: str = "srt", language: str | None = None, **cue_rules
-) -> str:
-    """Subtitle text for segments: cues built with the subtitle rules, written by a registered format."""
-    from .batch import words_of
-    from .engine.cues import build_cues
-    from .engine.writers import Transcript, render
-    from .plugins import registry
+def output_formats() -> dict:
+    """Registered output formats: name -> writer(transcript) -> str."""
+    return {name: entry.value for name, entry in registry("register_output_formats").items()}
 
-    cues = build_cues(words_of(segments), duration=duration, **cue_rules)
-    writers = {name: entry["value"] for name, entry in registry("register_output_formats").items()}
-    return render(
-        format, Transcript(segments=list(segments), cues=cues, language=language, duration=duration), writers
-    )
+
+def cli_parents() -> list:
+    """The shared argparse parents (model, device, engine, recognition, output options) for a host's own
+    command line; `engine_options(args)` and `run_options(args)` turn what they parse into load_engine's
+    keywords and a RunOptions."""
+    from . import options
+
+    return [
+        options.model_arguments(),
+        options.device_arguments(),
+        options.engine_arguments(),
+        options.recognition_arguments(),
+        options.output_arguments(),
+    ]
+
+
+def render_subtitles(transcript: Transcript, format: str = "srt") -> str:
+    """The text of a transcript (from `transcribe_to_transcript`) in a registered output format."""
+    return render(format, transcript, output_formats())
 
 
 class ASRModel:
@@ -72,10 +112,13 @@ class ASRModel:
         gpu_layers: int | None = None,
         aligner: str | os.PathLike | bool | None = True,
         download: bool = True,
+        progress: Callable[[str], None] | None = None,
+        **_ignored,
     ):
         """`aligner`: True for the preset's own aligner (none for a bare model folder), a preset name or a
-        folder, or False/None for no word timings."""
-        self.info = load_model_info(resolve_model(model, pull_missing=download))
+        folder, or False/None for no word timings. Missing presets are downloaded and converted when
+        `download`; `progress(message)` hears how that goes. Options meant for other engines are ignored."""
+        self.info = load_model_info(resolve_model(model, pull_missing=download, progress=progress))
         if gpu_layers is None:
             gpu_layers = 0 if device == "cpu" else -1
         encoder = EncoderOptions(
@@ -85,8 +128,12 @@ class ASRModel:
             quant=decoder_quant, threads=threads, gpu_layers=gpu_layers, device_index=device_index
         )
         if aligner is True:
-            aligner = presets().get(str(model or DEFAULT_MODEL), {}).get("aligner")
-        self.aligner = Aligner(aligner, _options=(encoder, decoder), download=download) if aligner else None
+            aligner = preset_aligner(model)
+        self.aligner = (
+            Aligner(aligner, _options=(encoder, decoder), download=download, progress=progress)
+            if aligner
+            else None
+        )
         self.pipeline = AsrPipeline(
             self.info, encoder, decoder, self.aligner.engine if self.aligner else None
         )
@@ -101,8 +148,8 @@ class ASRModel:
         *,
         language: str | None = None,
         context: str | None = None,
-        sampling_rate: int = 16000,
-        chunk_seconds: float = 30.0,
+        sampling_rate: int = SAMPLE_RATE,
+        chunk_seconds: float = ChunkOptions.max_seconds,
         temperature_fallback: bool = True,
         vad_filter: bool = False,
         audio_track: int = 0,
@@ -122,18 +169,19 @@ class ASRModel:
         options = TranscribeOptions(
             language=language,
             context=context or "",
-            chunk_seconds=chunk_seconds,
             temperature_fallback=temperature_fallback,
-            chunking=ChunkOptions(vad=vad_filter),
+            chunking=ChunkOptions(max_seconds=chunk_seconds, vad=vad_filter),
             batch_size=batch_size,
             first_batch_size=first_batch_size,
         )
         if isinstance(audio, np.ndarray):
             samples = to_mono_16k(audio, sampling_rate)
-            return self.pipeline.transcribe_stream([samples], options, samples.size / 16000, on_progress)
+            return self.pipeline.transcribe_stream(
+                [samples], options, samples.size / SAMPLE_RATE, on_progress
+            )
         from .plugins import hook
 
-        blocks = hook().load_audio(source=str(audio), sample_rate=16000, audio_track=audio_track)
+        blocks = hook().load_audio(source=str(audio), sample_rate=SAMPLE_RATE, audio_track=audio_track)
         duration = None
         if blocks is None:  # no plugin reads this source: ffmpeg does
             duration = probe(audio).duration
@@ -182,17 +230,19 @@ class Aligner:
         *,
         device: str = "auto",
         device_index: int = 0,
+        gpu_layers: int | None = None,
         threads: int = 0,
         decoder_quant: str | None = None,
         download: bool = True,
+        progress: Callable[[str], None] | None = None,
         _options: tuple[EncoderOptions, DecoderOptions] | None = None,
     ):
-        self.info = load_model_info(resolve_model(model, pull_missing=download))
+        self.info = load_model_info(resolve_model(model, pull_missing=download, progress=progress))
+        if gpu_layers is None:
+            gpu_layers = 0 if device == "cpu" else -1
         encoder, decoder = _options or (
             EncoderOptions(device=device, device_index=device_index, threads=threads),
-            DecoderOptions(
-                threads=threads, gpu_layers=0 if device == "cpu" else -1, device_index=device_index
-            ),
+            DecoderOptions(threads=threads, gpu_layers=gpu_layers, device_index=device_index),
         )
         decoder = replace(decoder, quant=decoder_quant or None, context_tokens=4096)
         self.engine = ForcedAligner(self.info, replace(encoder, precision=None), decoder)
@@ -203,7 +253,7 @@ class Aligner:
         text: str,
         *,
         language: str | None = None,
-        sampling_rate: int = 16000,
+        sampling_rate: int = SAMPLE_RATE,
     ) -> list[Word]:
         """Timed pieces of `text` (joining them gives `text` back) for `audio` of at most 180 s."""
         samples = to_mono_16k(audio, sampling_rate) if isinstance(audio, np.ndarray) else load_audio(audio)

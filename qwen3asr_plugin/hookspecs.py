@@ -1,24 +1,52 @@
 """The hook specifications: what a qwen3asr plugin can implement.
 
 A plugin is a module or object with functions marked `@qwen3asr_plugin.hookimpl`, registered through the
-`qwen3asr` entry-point group. Registration hooks take a `register` callback, so a spec never has to change
-when a plugin wants to pass more. Each hook is documented under its own heading in the README.
+`qwen3asr` entry-point group; an implementation may declare only some of a hook's arguments. Registration
+hooks take a `register` callback, so a spec never has to change when a plugin wants to pass more. Each hook is
+documented under its own heading in the README (a test checks the arguments), and `Engine` is quoted there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Protocol, runtime_checkable
+
 import pluggy
+
+from .engine.records import Segment, TranscriptionInfo
 
 hookspec = pluggy.HookspecMarker("qwen3asr")
 hookimpl = pluggy.HookimplMarker("qwen3asr")
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What a `register_engines` factory returns. The runner calls `transcribe` with exactly these keywords."""
+
+    def transcribe(
+        self,
+        source: str,
+        *,
+        language: str | None,
+        context: str | None,
+        audio_track: int,
+        vad_filter: bool,
+        temperature_fallback: bool,
+        start_seconds: float | None,
+        batch_size: int,
+        first_batch_size: int | None,
+        on_progress: Callable[[float], None] | None,
+    ) -> tuple[Iterable[Segment], TranscriptionInfo]:
+        """Segments of `source` (a path or URL), lazily, and its info (final once they are consumed); call
+        `on_progress(seconds_done)` after each chunk (it raises to stop the run)."""
 
 
 @hookspec
 def register_engines(register):
     """Register transcription engines: `register(name, factory, description="")`.
 
-    `factory(**options)` returns an object with `transcribe(source, **options) -> (segments, info)` in the
-    style of `ASRModel.transcribe`. The built-ins are `local` (this machine) and `openai` (any
+    `factory(**options)` returns an `Engine` (the protocol above; extra keywords a factory does not know
+    should be accepted and ignored). The built-ins are `local` (this machine) and `openai` (any
     OpenAI-compatible `/v1/audio/transcriptions` endpoint, such as `qwen3asr serve` or vLLM)."""
 
 
@@ -44,12 +72,13 @@ def load_audio(source, sample_rate, audio_track):
 def postprocess_segment(segment, language, options):
     """Rewrite a finished segment; return the new segment (or None to keep it unchanged). Every
     implementation runs, each on the previous one's result (replacement tables, Chinese inverse text
-    normalization). Word texts must still join to the segment's text."""
+    normalization). Word texts must still join to the segment's text. `options` is the run's
+    `RunOptions.postprocess` dict."""
 
 
 @hookspec
 def postprocess_cues(cues, language, options):
-    """Rewrite the list of cues of one file; return a new list (or None to keep it). Every implementation
+    """Rewrite the list of cues of one source; return a new list (or None to keep it). Every implementation
     runs, each on the previous one's result."""
 
 
@@ -70,7 +99,8 @@ def on_language(source, language):
 
 @hookspec
 def on_complete(source, outputs, info):
-    """Event: `source` is done; `outputs` are the files written, `info` its TranscriptionInfo."""
+    """Event: `source` is done; `outputs` are the files the front end wrote (none for the server), `info` its
+    TranscriptionInfo."""
 
 
 @hookspec

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -22,10 +23,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .engine.cues import build_cues
-from .engine.errors import AudioError, Qwen3ASRError
+from .api import render_subtitles
+from .engine.errors import Qwen3ASRError
 from .engine.languages import canonical_language
-from .engine.writers import Transcript, render
+from .engine.records import Cue, Transcript, join_texts, separator
+from .runner import RunOptions, Transcription
 
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 
@@ -48,8 +50,12 @@ class TranscriptionServer:
         api_key: str | None = None,
         max_upload_bytes: int = 512 << 20,
         max_queue: int = 8,
+        run_options: RunOptions = RunOptions(),
     ):
+        """`model` is any Engine; `run_options` are the server's cue rules and post-processing, to which each
+        request adds its language and prompt."""
         self.model = model
+        self.run_options = run_options
         self.model_id = model_id
         self.api_key = api_key
         self.max_upload_bytes = max_upload_bytes
@@ -135,16 +141,18 @@ class TranscriptionServer:
                     "server_error",
                     code="server_busy",
                 )
+            options = replace(self.run_options, language=language, context=prompt)
+            run = await run_in_threadpool(Transcription, self.model, tmp, options)  # it probes the file
             if stream:
-                return StreamingResponse(self._stream(tmp, language, prompt), media_type="text/event-stream")
+                return StreamingResponse(self._stream(run), media_type="text/event-stream")
             async with self.turn():
-                segments, info = await run_in_threadpool(self._run, tmp, language, prompt)
-        except (AudioError, Qwen3ASRError) as exc:
+                transcript = await run_in_threadpool(run.finish)
+        except Qwen3ASRError as exc:
             return error(400, str(exc).replace(tmp, upload.filename or "upload"), param="file")
         finally:
             if not stream:
                 Path(tmp).unlink(missing_ok=True)
-        return self._respond(fmt, segments, info, granularities)
+        return self._respond(fmt, transcript, granularities)
 
     @contextlib.asynccontextmanager
     async def turn(self):
@@ -160,61 +168,48 @@ class TranscriptionServer:
             if queued:
                 self.waiting -= 1
 
-    def _run(self, path: str, language: str | None, prompt: str | None):
-        segments_iter, info = self.model.transcribe(path, language=language, context=prompt)
-        return list(segments_iter), info
-
-    async def _stream(self, path: str, language: str | None, prompt: str | None):
-        """Server-sent events: transcript.text.delta per segment, then transcript.text.done."""
+    async def _stream(self, run: Transcription):
+        """Server-sent events: transcript.text.delta per segment as it is recognised, then the cues as
+        transcript.segment events and transcript.text.done."""
         try:
             async with self.turn():
-                segments_iter, _ = await run_in_threadpool(
-                    self.model.transcribe, path, language=language, context=prompt
-                )
-                texts, segments = [], []
+                started = False
                 try:
-                    async for segment in iterate_in_threadpool(segments_iter):
-                        delta = (" " if texts and _spaced(segment.text) else "") + segment.text
-                        texts.append(delta)
-                        segments.append(_segment_json(segment))
+                    async for segment in iterate_in_threadpool(iter(run)):
+                        delta = (separator(segment.text) if started else "") + segment.text
+                        started = started or bool(segment.text)
                         yield _sse("transcript.text.delta", {"type": "transcript.text.delta", "delta": delta})
-                        yield _sse(
-                            "transcript.segment", {"type": "transcript.segment", "segment": segments[-1]}
-                        )
+                    transcript = await run_in_threadpool(run.finish)
                 except Qwen3ASRError as exc:
                     yield _sse("error", {"type": "error", "error": {"message": str(exc)}})
                     return
-                done = {"type": "transcript.text.done", "text": "".join(texts), "segments": segments}
+                segments = [_cue_json(i, c) for i, c in enumerate(transcript.cues)]
+                for segment in segments:
+                    yield _sse("transcript.segment", {"type": "transcript.segment", "segment": segment})
+                done = {"type": "transcript.text.done", "text": transcript.text, "segments": segments}
                 yield _sse("transcript.text.done", done)
         finally:
-            Path(path).unlink(missing_ok=True)
+            Path(run.source).unlink(missing_ok=True)
 
-    def _respond(self, fmt: str, segments, info, granularities: set[str]) -> Response:
-        text = _join(segments)
+    def _respond(self, fmt: str, transcript: Transcript, granularities: set[str]) -> Response:
         if fmt == "json" and not granularities:
-            return JSONResponse({"text": text})
+            return JSONResponse({"text": transcript.text})
         if fmt == "text":
-            return PlainTextResponse(text)
+            return PlainTextResponse(transcript.text)
         if fmt in ("srt", "vtt"):
-            from .batch import words_of
-
-            cues = build_cues(words_of(segments), duration=info.duration)
-            body = render(
-                fmt, Transcript(segments=segments, cues=cues, language=info.language, duration=info.duration)
-            )
+            body = render_subtitles(transcript, fmt)
             return PlainTextResponse(body, media_type="text/vtt" if fmt == "vtt" else "application/x-subrip")
-        language = info.language
         data = {
             "task": "transcribe",
-            "language": (language or "").lower(),
-            "duration": round(info.duration, 3),
-            "text": text,
+            "language": (transcript.language or "").lower(),
+            "duration": round(transcript.duration, 3),
+            "text": transcript.text,
         }
-        # verbose_json (and json when timestamps are asked for, as Subtitle Edit does): segments, with their
-        # words nested as Subtitle Edit reads them, and the top-level words list OpenAI's API has.
-        words = "word" in granularities
-        data["segments"] = [_segment_json(s, words) for s in segments]
-        if words:
+        # verbose_json (and json when timestamps are asked for, as Subtitle Edit does): the subtitle cues as
+        # segments (a client such as Subtitle Edit makes one subtitle of each), their words nested, and the
+        # top-level words list OpenAI's API has.
+        data["segments"] = [_cue_json(i, c) for i, c in enumerate(transcript.cues)]
+        if "word" in granularities:
             data["words"] = [w for s in data["segments"] for w in s["words"]]
         return JSONResponse(data)
 
@@ -223,37 +218,26 @@ def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _segment_json(s, words: bool = True) -> dict:
-    d = {
-        "id": s.id,
+def _cue_json(index: int, cue: Cue) -> dict:
+    """A cue as an OpenAI verbose_json segment (fields a Whisper server fills; ours are neutral)."""
+    return {
+        "id": index,
         "seek": 0,
-        "start": s.start,
-        "end": s.end,
-        "text": s.text,
-        "tokens": list(s.tokens),
-        "temperature": s.temperature,
+        "start": cue.start,
+        "end": cue.end,
+        "text": join_texts(cue.lines),
+        "language": (cue.language or "").lower(),
+        "tokens": [],
+        "temperature": 0.0,
         "avg_logprob": 0.0,
         "compression_ratio": 0.0,
         "no_speech_prob": 0.0,
-    }
-    if words:
-        d["words"] = [
+        "words": [
             {"word": w.word.strip(), "start": w.start, "end": w.end, "probability": 1.0}
-            for w in (s.words or ())
+            for w in cue.words
             if w.word.strip()
-        ]
-    return d
-
-
-def _spaced(text: str) -> bool:
-    return bool(text) and not ("\u3000" <= text[0] <= "\u9fff")
-
-
-def _join(segments) -> str:
-    out = ""
-    for s in segments:
-        out += ((" " if out and _spaced(s.text) else "") + s.text) if out else s.text
-    return out
+        ],
+    }
 
 
 def serve(model, model_id: str, host: str = "127.0.0.1", port: int = 8000, **options) -> None:

@@ -76,3 +76,15 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def transcribe_chunk(
+    pipeline, audio: np.ndarray, language, context: str, max_new_tokens: int, temperatures=None
+):
+    """One chunk through an AsrPipeline's mel, encoder and decoder (its ChunkResult)."""
+    return pipeline.transcribe_chunks([audio], language, context, [max_new_tokens], temperatures)[0]
+
+
+def transcribe_array(pipeline, audio: np.ndarray, options):
+    """Segments and info for an in-memory 16 kHz array."""
+    return pipeline.transcribe_stream([audio], options, duration=audio.size / 16000)

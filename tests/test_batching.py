@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from qwen3asr_plugin.engine.chunking import ChunkOptions
 from qwen3asr_plugin.engine.decoder import DecoderOptions, Generation
 from qwen3asr_plugin.engine.encoder import EncoderOptions
 from qwen3asr_plugin.engine.model_folder import load_model_info
 from qwen3asr_plugin.engine.pipeline import AsrPipeline, TranscribeOptions, _groups
-from tests.parity import speech_like
+from tests.parity import speech_like, transcribe_chunk
 
 # Different lengths, so the sequences have different prompt lengths and end at different steps.
 AUDIOS = [speech_like(16_000 * 3 + 1234, seed=3), speech_like(16_000 * 7, seed=4), speech_like(9_000, seed=5)]
@@ -27,17 +28,17 @@ def make_pipeline(folder, quant: str, kv_f32: bool, temperatures=(0.0,)) -> AsrP
 def test_batch_equals_one_chunk_at_a_time(models, bf16_models, quant, kv_f32):
     p = make_pipeline((bf16_models if quant == "bf16" else models)("tiny"), quant, kv_f32)
     budgets = [40, 40, 40]
-    solo = [p.transcribe_chunk(a, None, "", 40) for a in AUDIOS]
+    solo = [transcribe_chunk(p, a, None, "", 40) for a in AUDIOS]
     batched = p.transcribe_chunks(AUDIOS, None, "", budgets)
     assert p.decoder.n_seq >= 3  # it really ran as three sequences
     for s, b in zip(solo, batched, strict=True):
-        assert b["prompt"].token_ids() == s["prompt"].token_ids()
-        np.testing.assert_allclose(b["generation"].logits_first, s["generation"].logits_first, atol=2e-4)
-        assert b["tokens"] == s["tokens"]
-        assert b["generation"].finished == s["generation"].finished
+        assert b.prompt.token_ids() == s.prompt.token_ids()
+        np.testing.assert_allclose(b.generation.logits_first, s.generation.logits_first, atol=2e-4)
+        assert b.tokens == s.tokens
+        assert b.generation.finished == s.generation.finished
     # A single chunk afterwards still gets a full-size context.
-    again = p.transcribe_chunk(AUDIOS[0], None, "", 40)
-    assert again["tokens"] == solo[0]["tokens"]
+    again = transcribe_chunk(p, AUDIOS[0], None, "", 40)
+    assert again.tokens == solo[0].tokens
 
 
 def test_fallback_inside_a_batch(tmp_path):
@@ -50,11 +51,11 @@ def test_fallback_inside_a_batch(tmp_path):
     folder = convert(ckpt, tmp_path / "m", decoder_quants=["f32"])
     p = make_pipeline(folder, "f32", True, temperatures=(0.0, 0.2, 0.4))
     audios = [AUDIOS[0], AUDIOS[1], AUDIOS[0]]
-    solo = [p.transcribe_chunk(a, None, "", 200) for a in audios]
-    assert solo[0]["generation"].attempts >= 2  # the loop really triggered the fallback
+    solo = [transcribe_chunk(p, a, None, "", 200) for a in audios]
+    assert solo[0].generation.attempts >= 2  # the loop really triggered the fallback
     batched = p.transcribe_chunks(audios, None, "", [200, 200, 200])
     for s, b in zip(solo, batched, strict=True):
-        gs, gb = s["generation"], b["generation"]
+        gs, gb = s.generation, b.generation
         assert (gb.tokens, gb.attempts, gb.temperature, gb.finished) == (
             gs.tokens,
             gs.attempts,
@@ -106,7 +107,7 @@ def test_pipeline_groups_chunks_and_keeps_their_order(models, monkeypatch):
             blocks_read.append(i)
             yield audio[i : i + 16_000]
 
-    options = TranscribeOptions(chunk_seconds=10, batch_size=3, first_batch_size=1)
+    options = TranscribeOptions(chunking=ChunkOptions(max_seconds=10), batch_size=3, first_batch_size=1)
     segments, _ = p.transcribe_stream(blocks(), options)
     first = next(segments)
     assert first.text == "chunk 0" and sizes == [1]

@@ -3,10 +3,15 @@
 import numpy as np
 import pytest
 
-from qwen3asr_plugin.engine.chunking import ChunkOptions, iter_chunks, speech_regions, split_audio
+from qwen3asr_plugin.engine.chunking import Chunk, ChunkOptions, iter_chunks, speech_regions
 from tests.parity import speech_like
 
 SR = 16_000
+
+
+def split_audio(x: np.ndarray, options: ChunkOptions = ChunkOptions()) -> list[Chunk]:
+    """All chunks of an in-memory array."""
+    return list(iter_chunks([x], options))
 
 
 def speech_with_silences(seconds_of_speech: list[float], silence: float = 0.6, seed: int = 0):

@@ -18,7 +18,7 @@ from qwen3asr_plugin.engine.errors import Qwen3ASRError
 from qwen3asr_plugin.engine.mel import log_mel
 from qwen3asr_plugin.engine.model_folder import load_model_info
 from qwen3asr_plugin.engine.pipeline import AsrPipeline
-from tests.parity import cosine, speech_like
+from tests.parity import cosine, speech_like, transcribe_array, transcribe_chunk
 from tests.reference import reference_generate, reference_logits, reference_model
 
 GEOMETRIES = ["tiny", "0.6b-heads", "official-ids"]
@@ -49,23 +49,23 @@ AUDIO = speech_like(16_000 * 3 + 1234)
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 def test_f32_logits_match_reference(models, checkpoints, geometry):
     p = pipeline(models, geometry)
-    result = p.transcribe_chunk(AUDIO, None, "", max_new_tokens=1)
-    ref = reference_logits(reference(checkpoints, geometry), result["prompt"].token_ids(), log_mel(AUDIO))
-    ours = result["generation"].logits_first
+    result = transcribe_chunk(p, AUDIO, None, "", max_new_tokens=1)
+    ref = reference_logits(reference(checkpoints, geometry), result.prompt.token_ids(), log_mel(AUDIO))
+    ours = result.generation.logits_first
     assert np.abs(ours - ref).max() <= 1e-3
     # The default f16 KV cache stays close too.
-    default = pipeline(models, geometry, kv_f32=False).transcribe_chunk(AUDIO, None, "", max_new_tokens=1)
-    assert cosine(default["generation"].logits_first, ref) >= 0.99999
+    default = transcribe_chunk(pipeline(models, geometry, kv_f32=False), AUDIO, None, "", max_new_tokens=1)
+    assert cosine(default.generation.logits_first, ref) >= 0.99999
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 def test_q8_0_logits_cosine(models, checkpoints, geometry):
     # The default pairing on CPUs without bf16 dot products: q8_0 weights, f16 KV cache, flash attention.
-    result = pipeline(models, geometry, "q8_0", kv_f32=False).transcribe_chunk(
-        AUDIO, None, "", max_new_tokens=1
+    result = transcribe_chunk(
+        pipeline(models, geometry, "q8_0", kv_f32=False), AUDIO, None, "", max_new_tokens=1
     )
-    ref = reference_logits(reference(checkpoints, geometry), result["prompt"].token_ids(), log_mel(AUDIO))
-    assert cosine(result["generation"].logits_first, ref) >= 0.999
+    ref = reference_logits(reference(checkpoints, geometry), result.prompt.token_ids(), log_mel(AUDIO))
+    assert cosine(result.generation.logits_first, ref) >= 0.999
 
 
 @pytest.mark.parametrize("geometry", GEOMETRIES)
@@ -79,34 +79,34 @@ def test_bf16_logits_and_greedy_tokens(bf16_models, checkpoints, geometry):
         DecoderOptions(quant="bf16", temperatures=(0.0,)),
     )
     assert p.decoder.quant == "bf16"
-    result = p.transcribe_chunk(AUDIO, None, "", max_new_tokens=16)
+    result = transcribe_chunk(p, AUDIO, None, "", max_new_tokens=16)
     model = reference(checkpoints, geometry)
-    ref = reference_logits(model, result["prompt"].token_ids(), log_mel(AUDIO))
-    score = cosine(result["generation"].logits_first, ref)
+    ref = reference_logits(model, result.prompt.token_ids(), log_mel(AUDIO))
+    score = cosine(result.generation.logits_first, ref)
     print(f"bf16 logits cosine ({geometry}): {score:.6f}")
     assert score >= 0.9995
     expected = reference_generate(
-        model, result["prompt"].token_ids(), log_mel(AUDIO), 16, list(p.info.eos_token_ids)
+        model, result.prompt.token_ids(), log_mel(AUDIO), 16, list(p.info.eos_token_ids)
     )
-    assert result["tokens"] == expected
+    assert result.tokens == expected
 
 
 def test_32_greedy_tokens_identical(models, checkpoints):
     p = pipeline(models, "tiny")
-    result = p.transcribe_chunk(AUDIO, None, "", max_new_tokens=32)
+    result = transcribe_chunk(p, AUDIO, None, "", max_new_tokens=32)
     ref = reference_generate(
         reference(checkpoints, "tiny"),
-        result["prompt"].token_ids(),
+        result.prompt.token_ids(),
         log_mel(AUDIO),
         32,
         list(p.info.eos_token_ids),
     )
     assert loop_start(ref) is None and len(set(ref)) >= 6  # the fixture must give a varied, loop-free output
-    assert result["tokens"] == ref
+    assert result.tokens == ref
 
 
 def rendered_reference(tokenizer, n_audio: int, context: str, language: str | None) -> list[int]:
-    """The chat template's output as the architecture reference writes it, through the HF tokenizer."""
+    """The prompt as qwen_asr's `Qwen3ASRModel._build_text_prompt` renders it, through the HF tokenizer."""
     text = (
         f"<|im_start|>system\n{context}<|im_end|>\n<|im_start|>user\n<|audio_start|>"
         + "<|audio_pad|>" * n_audio
@@ -124,8 +124,8 @@ def rendered_reference(tokenizer, n_audio: int, context: str, language: str | No
 )
 def test_prompt_token_for_token(models, checkpoints, geometry, context, language):
     p = pipeline(models, geometry)
-    result = p.transcribe_chunk(AUDIO, language, context, max_new_tokens=1)
-    prompt = result["prompt"]
+    result = transcribe_chunk(p, AUDIO, language, context, max_new_tokens=1)
+    prompt = result.prompt
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoints(geometry)))
     assert prompt.token_ids() == rendered_reference(tokenizer, prompt.n_audio, context, language)
 
@@ -142,7 +142,7 @@ def test_prompt_matches_transformers_processor(models, checkpoints):
     )
     p = pipeline(models, "tiny")
     for language, code in ((None, None), ("English", "en")):
-        ours = p.transcribe_chunk(AUDIO, language, "", max_new_tokens=1)["prompt"].token_ids()
+        ours = transcribe_chunk(p, AUDIO, language, "", max_new_tokens=1).prompt.token_ids()
         batch = processor.apply_transcription_request(AUDIO, language=code, return_tensors="pt")
         assert batch["input_ids"][0].tolist() == ours
 
@@ -157,7 +157,7 @@ def test_special_token_ids_come_from_the_config(models):
     tiny, official = load_model_info(models("tiny")), load_model_info(models("official-ids"))
     assert tiny.token_ids["im_start"] == 1001 and official.token_ids["im_start"] == 151644
     for geometry, info in (("tiny", tiny), ("official-ids", official)):
-        prompt = pipeline(models, geometry).transcribe_chunk(AUDIO, "English", "", 1)["prompt"]
+        prompt = transcribe_chunk(pipeline(models, geometry), AUDIO, "English", "", 1).prompt
         ids = info.token_ids
         assert prompt.prefix[0] == ids["im_start"] and prompt.prefix[-1] == ids["audio_start"]
         assert prompt.suffix[:2] == [ids["audio_end"], ids["im_end"]] and prompt.suffix[-1] == ids["asr_text"]
@@ -173,6 +173,7 @@ def fake_generation(p: AsrPipeline, text_before: str, text_after: str | None) ->
 
 def test_detected_language_and_no_speech(models, monkeypatch):
     p = pipeline(models, "tiny")
+    from qwen3asr_plugin.engine.chunking import ChunkOptions
     from qwen3asr_plugin.engine.pipeline import TranscribeOptions
 
     outputs = iter(
@@ -186,7 +187,7 @@ def test_detected_language_and_no_speech(models, monkeypatch):
         p.decoder, "generate_batch", lambda prompts, *a, **k: [next(outputs) for _ in prompts]
     )
     audio = np.concatenate([speech_like(16_000 * 20)] * 3)  # three chunks of 20 s
-    segments, info = p.transcribe_array(audio, TranscribeOptions(chunk_seconds=25))
+    segments, info = transcribe_array(p, audio, TranscribeOptions(chunking=ChunkOptions(max_seconds=25)))
     segments = list(segments)
     assert [(s.language, s.text) for s in segments] == [("English", "hello world"), ("Chinese", "你好")]
     assert segments[0].start == 0.0 and segments[1].start > segments[0].end  # the silent chunk left a gap
@@ -200,12 +201,12 @@ def test_forced_language_keeps_the_whole_output(models, monkeypatch):
         "generate_batch",
         lambda prompts, *a, **k: [fake_generation(p, " forced text", None) for _ in prompts],
     )
-    result = p.transcribe_chunk(AUDIO, "German", "", 8)
-    assert result["parsed"].language == "German" and result["parsed"].text == "forced text"
+    result = transcribe_chunk(p, AUDIO, "German", "", 8)
+    assert result.parsed.language == "German" and result.parsed.text == "forced text"
     with pytest.raises(Qwen3ASRError, match="unknown language"):
         from qwen3asr_plugin.engine.pipeline import TranscribeOptions
 
-        p.transcribe_array(AUDIO, TranscribeOptions(language="Klingon"))
+        transcribe_array(p, AUDIO, TranscribeOptions(language="Klingon"))
 
 
 def test_repetition_guard_retries_and_never_adds_a_marker(tiny_checkpoint, tmp_path):
@@ -216,19 +217,19 @@ def test_repetition_guard_retries_and_never_adds_a_marker(tiny_checkpoint, tmp_p
     ckpt = make_checkpoint(tmp_path / "loopy", "tiny", seed=7)
     info = load_model_info(convert(ckpt, tmp_path / "m", decoder_quants=["f32"]))
     p = AsrPipeline(info, EncoderOptions(precision="fp32"), DecoderOptions(quant="f32"))
-    greedy = p.transcribe_chunk(AUDIO, None, "", 200, temperatures=(0.0,))
-    assert greedy["generation"].looped
-    result = p.transcribe_chunk(AUDIO, None, "", 200)
-    gen = result["generation"]
+    greedy = transcribe_chunk(p, AUDIO, None, "", 200, temperatures=(0.0,))
+    assert greedy.generation.looped
+    result = transcribe_chunk(p, AUDIO, None, "", 200)
+    gen = result.generation
     assert gen.attempts >= 2
     assert loop_start(gen.tokens) is None
     assert len(gen.tokens) <= 200
     # The text is exactly what the kept tokens say: nothing (no error marker) is added.
     from qwen3asr_plugin.engine.asr_output import fix_repetitions
 
-    assert result["parsed"].text == fix_repetitions(p.decoder.detokenize(gen.tokens).strip())
+    assert result.parsed.text == fix_repetitions(p.decoder.detokenize(gen.tokens).strip())
     if not gen.finished:  # every try failed: the greedy tokens, cut back to one copy of the loop
-        assert gen.tokens == greedy["generation"].tokens[: len(gen.tokens)]
+        assert gen.tokens == greedy.generation.tokens[: len(gen.tokens)]
 
 
 def test_loop_detection_rules():
@@ -241,8 +242,8 @@ def test_loop_detection_rules():
 
 def test_token_budget_scales_with_audio(models):
     p = pipeline(models, "tiny")
-    short = p.transcribe_chunk(speech_like(16_000), None, "", max_new_tokens=5)
-    assert len(short["tokens"]) <= 5
+    short = transcribe_chunk(p, speech_like(16_000), None, "", max_new_tokens=5)
+    assert len(short.tokens) <= 5
 
 
 def test_api_and_cli_give_the_reference_greedy_tokens(models, checkpoints, tmp_path):
@@ -253,7 +254,7 @@ def test_api_and_cli_give_the_reference_greedy_tokens(models, checkpoints, tmp_p
     segments, info = model.transcribe(wav, temperature_fallback=False)
     segments = list(segments)
     budget = int(24 + 10.0 * AUDIO.size / 16_000)
-    prompt = pipeline(models, "tiny").transcribe_chunk(AUDIO, None, "", 1)["prompt"]
+    prompt = transcribe_chunk(pipeline(models, "tiny"), AUDIO, None, "", 1).prompt
     ref = reference_generate(
         reference(checkpoints, "tiny"),
         prompt.token_ids(),
@@ -307,12 +308,12 @@ def test_decoder_types_rank_by_their_error(models, bf16_models, checkpoints, tmp
             EncoderOptions(precision="fp32", device="cpu"),
             DecoderOptions(quant=quant, temperatures=(0.0,)),
         )
-        result = p.transcribe_chunk(AUDIO, None, "", max_new_tokens=1)
+        result = transcribe_chunk(p, AUDIO, None, "", max_new_tokens=1)
         if ref is None:
             ref = reference_logits(
-                reference(checkpoints, "0.6b-heads"), result["prompt"].token_ids(), log_mel(AUDIO)
+                reference(checkpoints, "0.6b-heads"), result.prompt.token_ids(), log_mel(AUDIO)
             )
-        scores[quant] = cosine(result["generation"].logits_first, ref)
+        scores[quant] = cosine(result.generation.logits_first, ref)
     print("logits cosine to the reference:", scores)
     assert scores["bf16"] >= 0.9999
     assert scores["q8_0"] >= 0.999

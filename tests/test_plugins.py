@@ -80,14 +80,14 @@ def test_manifest_lists_what_the_code_registers():
     assert sorted(manifest["hooks"]) == HOOKS
     load_plugins()
     builtin = {
-        n: e for n, e in registry("register_engines").items() if e["plugin"].startswith("qwen3asr_plugin")
+        n: e for n, e in registry("register_engines").items() if e.plugin.startswith("qwen3asr_plugin")
     }
     assert manifest["engines"] == list(builtin)
     formats = {
-        n for n, e in registry("register_output_formats").items() if e["plugin"].startswith("qwen3asr_plugin")
+        n for n, e in registry("register_output_formats").items() if e.plugin.startswith("qwen3asr_plugin")
     }
     assert set(manifest["output_formats"]) == formats
-    hosts = [n for n, e in registry("register_hosts").items() if e["plugin"].startswith("qwen3asr_plugin")]
+    hosts = [n for n, e in registry("register_hosts").items() if e.plugin.startswith("qwen3asr_plugin")]
     assert manifest["hosts"] == hosts
 
 
@@ -190,8 +190,7 @@ def test_hook_load_audio(models, tmp_path):
 
 def test_hook_postprocess_segment(models, wav, tmp_path):
     # Built-in: a replacement table, with words kept joining to the text.
-    from qwen3asr_plugin.engine.aligner import Word
-    from qwen3asr_plugin.engine.pipeline import Segment
+    from qwen3asr_plugin import Segment, Word
 
     load_plugins()
     seg = Segment(

@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qwen3asr_plugin.engine.cues import TimedWord, build_cues
-from qwen3asr_plugin.engine.pipeline import Segment
-from qwen3asr_plugin.engine.writers import Transcript, render
+from qwen3asr_plugin.engine.records import Segment, Transcript
+from qwen3asr_plugin.engine.writers import render
 
 times = st.floats(min_value=-5.0, max_value=4000.0) | st.sampled_from(
     [float("nan"), float("inf"), -float("inf")]
@@ -42,7 +42,7 @@ def test_cues_are_always_valid(word_list, duration):
 def test_every_writer_gives_a_readable_file(word_list):
     cues = build_cues(word_list)
     segment = Segment(0, 0.0, 1.0, "".join(w.word for w in word_list).strip() or "-", None)
-    transcript = Transcript(segments=[segment], cues=cues, duration=10.0)
+    transcript = Transcript(segments=(segment,), cues=tuple(cues), duration=10.0)
     for fmt in ("srt", "vtt", "ass"):
         subs = pysubs2.SSAFile.from_string(render(fmt, transcript), format_=fmt)
         starts = [e.start for e in subs]

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from qwen3asr_plugin.engine.safetensors_io import SafetensorsFile, float32_to_bf16_bits
+from qwen3asr_plugin.engine.safetensors_io import SafetensorsFile
+from tests.fixtures.safetensors_write import float32_to_bf16_bits
 
 
 def test_bf16_rounding_matches_torch():

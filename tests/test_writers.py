@@ -6,11 +6,10 @@ import re
 import pysubs2
 import pytest
 
-from qwen3asr_plugin.engine.aligner import Word
-from qwen3asr_plugin.engine.cues import Cue
 from qwen3asr_plugin.engine.errors import Qwen3ASRError
-from qwen3asr_plugin.engine.pipeline import Segment
-from qwen3asr_plugin.engine.writers import BUILTIN_WRITERS, Transcript, render, write_atomic
+from qwen3asr_plugin.engine.files import write_atomic
+from qwen3asr_plugin.engine.records import Cue, Segment, Transcript, Word
+from qwen3asr_plugin.engine.writers import BUILTIN_WRITERS, render
 
 SEGMENTS = [
     Segment(
@@ -32,7 +31,9 @@ CUES = [
     Cue(2.0, 4.7, ("{Braces} stay", "readable.")),
     Cue(65.0, 3725.25, ("你好，“世界”。",)),
 ]
-TRANSCRIPT = Transcript(segments=SEGMENTS, cues=CUES, language="English", duration=3730.0, source="x.mp4")
+TRANSCRIPT = Transcript(
+    segments=tuple(SEGMENTS), cues=tuple(CUES), language="English", duration=3730.0, source="x.mp4"
+)
 
 
 @pytest.mark.parametrize("fmt", ["srt", "vtt", "ass"])

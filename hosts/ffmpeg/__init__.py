@@ -19,47 +19,25 @@ import sys
 import tempfile
 from pathlib import Path
 
-from qwen3asr_plugin import hookimpl
-from qwen3asr_plugin.api import load_engine, render_subtitles
+from qwen3asr_plugin import Qwen3ASRError, hookimpl
+from qwen3asr_plugin.api import (
+    ISO639_2,
+    cli_parents,
+    engine_options,
+    ffmpeg_exe,
+    load_engine,
+    probe,
+    render_subtitles,
+    run_options,
+    transcribe_to_transcript,
+    write_atomic,
+)
 
 SUBTITLE_SUFFIXES = {".srt": "srt", ".vtt": "vtt", ".ass": "ass"}
-# ISO 639-2 codes for the containers' language tags.
-ISO639_2 = {
-    "Arabic": "ara",
-    "Cantonese": "yue",
-    "Chinese": "zho",
-    "Czech": "ces",
-    "Danish": "dan",
-    "Dutch": "nld",
-    "English": "eng",
-    "Filipino": "fil",
-    "Finnish": "fin",
-    "French": "fra",
-    "German": "deu",
-    "Greek": "ell",
-    "Hindi": "hin",
-    "Hungarian": "hun",
-    "Indonesian": "ind",
-    "Italian": "ita",
-    "Japanese": "jpn",
-    "Korean": "kor",
-    "Macedonian": "mkd",
-    "Malay": "msa",
-    "Persian": "fas",
-    "Polish": "pol",
-    "Portuguese": "por",
-    "Romanian": "ron",
-    "Russian": "rus",
-    "Spanish": "spa",
-    "Swedish": "swe",
-    "Thai": "tha",
-    "Turkish": "tur",
-    "Vietnamese": "vie",
-}
 
 
-class FfmpegError(Exception):
-    pass
+class FfmpegError(Qwen3ASRError):
+    """ffmpeg failed, or the output cannot be made as asked."""
 
 
 def subtitle_codec(out: Path, fmt: str) -> str:
@@ -77,22 +55,17 @@ def subtitle_codec(out: Path, fmt: str) -> str:
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    p = argparse.ArgumentParser(prog="qwen3asr-ffmpeg", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="qwen3asr-ffmpeg", description=__doc__.split("\n")[0], parents=cli_parents()
+    )
     p.add_argument("-i", dest="input", required=True, help="the input media")
-    p.add_argument("--language", help="force the language (name or ISO code); default: detect")
     p.add_argument("--format", default=None, help="subtitle format: srt, ass or vtt (default by container)")
     p.add_argument("--destination", help="also write the subtitles to this file (a sidecar)")
     p.add_argument(
         "--burn", action="store_true", help="burn the subtitles into the picture (re-encodes video)"
     )
-    p.add_argument("--audio-track", type=int, default=0, help="which audio stream to transcribe (from 0)")
     p.add_argument("--title", default="Qwen3-ASR", help="subtitle track title")
-    p.add_argument("--model", help="preset name or model folder")
-    p.add_argument("--engine", default="local", help="transcription engine (local, openai, ...)")
-    p.add_argument("--endpoint", help="openai engine: server URL")
-    p.add_argument("--aligner", help="aligner preset or folder (default: the model preset's own)")
-    p.add_argument("--no-align", action="store_true", help="no word timings (faster, coarser cues)")
-    p.add_argument("--device", default="auto", help="auto, cpu, gpu, cuda, dml")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("-y", "--overwrite", action="store_true", help="replace OUT if it exists")
     args, rest = p.parse_known_args(argv)
     if not rest or rest[-1].startswith("-"):
@@ -101,8 +74,6 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def _ffmpeg(argv: list[str]) -> None:
-    from qwen3asr_plugin.engine.media import ffmpeg_exe
-
     run = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *argv], capture_output=True
     )
@@ -112,9 +83,6 @@ def _ffmpeg(argv: list[str]) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from qwen3asr_plugin.engine.errors import Qwen3ASRError
-    from qwen3asr_plugin.engine.media import probe
-
     args, rest = parse_args(argv)
     src, out, extra = Path(args.input), Path(rest[-1]), rest[:-1]
     try:
@@ -129,74 +97,30 @@ def run(argv: list[str]) -> int:
         fmt = args.format or (SUBTITLE_SUFFIXES.get(out.suffix.lower()) if sidecar_only else "srt")
         if not sidecar_only and not args.burn:
             subtitle_codec(out, fmt)  # fail before the long transcription if OUT cannot carry subtitles
-        options = {"model": args.model} if args.model else {}
-        if args.engine == "local":
-            options["device"] = args.device
-            options["aligner"] = False if args.no_align else (args.aligner or True)
-        elif args.endpoint:
-            options["endpoint"] = args.endpoint
-        engine = load_engine(args.engine, **options)
-        segments, tinfo = engine.transcribe(src, language=args.language, audio_track=args.audio_track)
-        segments = list(segments)
-        text = render_subtitles(segments, tinfo.duration, fmt, tinfo.language)
-        language = ISO639_2.get(tinfo.language or "", "und")
-        with tempfile.TemporaryDirectory(prefix="qwen3asr-ffmpeg-") as tmp:
-            sub = Path(tmp) / f"subtitles.{fmt}"
-            sub.write_text(text, encoding="utf-8")
-            if args.destination:
-                _publish(sub, Path(args.destination), args.overwrite)
-            if sidecar_only:
-                _publish(sub, out, args.overwrite)
-            else:
-                partial = out.with_name(f".{out.stem}.partial-{os.getpid()}{out.suffix}")
-                try:
-                    if args.burn:
-                        _ffmpeg(
-                            [
-                                "-i",
-                                str(src),
-                                "-map",
-                                "0:v:0",
-                                "-map",
-                                f"0:a:{args.audio_track}?",
-                                "-vf",
-                                f"subtitles=filename={_filter_path(sub)}",
-                                "-c:a",
-                                "copy",
-                                *extra,
-                                str(partial),
-                            ]
-                        )
-                    else:
-                        n = info.subtitle_streams
-                        _ffmpeg(
-                            [
-                                "-i",
-                                str(src),
-                                "-i",
-                                str(sub),
-                                "-map",
-                                "0",
-                                "-map",
-                                "1",
-                                "-c",
-                                "copy",
-                                f"-c:s:{n}",
-                                subtitle_codec(out, fmt),
-                                f"-metadata:s:s:{n}",
-                                f"language={language}",
-                                f"-metadata:s:s:{n}",
-                                f"title={args.title}",
-                                *extra,
-                                str(partial),
-                            ]
-                        )
-                    os.replace(partial, out)
-                finally:
-                    partial.unlink(missing_ok=True)
-        print(f"{out}: {len(segments)} segments, language {tinfo.language or 'none'}", file=sys.stderr)
+        options = run_options(args)  # reads --replace before any model loads
+        engine = load_engine(args.engine, **engine_options(args))
+
+        def write(transcript):
+            with tempfile.TemporaryDirectory(prefix="qwen3asr-ffmpeg-") as tmp:
+                sub = Path(tmp) / f"subtitles.{fmt}"
+                sub.write_text(render_subtitles(transcript, fmt), encoding="utf-8")
+                written = []
+                if args.destination:
+                    written.append(_publish(sub, Path(args.destination), args.overwrite))
+                if sidecar_only:
+                    written.append(_publish(sub, out, args.overwrite))
+                else:
+                    language = ISO639_2.get(transcript.language or "", "und")
+                    written.append(_mux(src, sub, out, args, extra, info.subtitle_streams, fmt, language))
+                return written
+
+        transcript = transcribe_to_transcript(engine, src, options, write=write)
+        print(
+            f"{out}: {len(transcript.cues)} subtitles, language {transcript.language or 'none'}",
+            file=sys.stderr,
+        )
         return 0
-    except (FfmpegError, Qwen3ASRError) as exc:
+    except Qwen3ASRError as exc:
         print(f"qwen3asr-ffmpeg: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -204,10 +128,52 @@ def run(argv: list[str]) -> int:
         return 130
 
 
-def _publish(sub: Path, target: Path, overwrite: bool) -> None:
-    from qwen3asr_plugin.engine.writers import write_atomic
+def _mux(src: Path, sub: Path, out: Path, args, extra: list[str], n: int, fmt: str, language: str) -> Path:
+    """OUT with the subtitles burnt in or as a new soft track (the n-th subtitle stream), atomically."""
+    partial = out.with_name(f".{out.stem}.partial-{os.getpid()}{out.suffix}")
+    if args.burn:
+        argv = [
+            "-i",
+            str(src),
+            "-map",
+            "0:v:0",
+            "-map",
+            f"0:a:{args.audio_track}?",
+            "-vf",
+            f"subtitles=filename={_filter_path(sub)}",
+            "-c:a",
+            "copy",
+        ]
+    else:
+        argv = [
+            "-i",
+            str(src),
+            "-i",
+            str(sub),
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-c",
+            "copy",
+            f"-c:s:{n}",
+            subtitle_codec(out, fmt),
+            f"-metadata:s:s:{n}",
+            f"language={language}",
+            f"-metadata:s:s:{n}",
+            f"title={args.title}",
+        ]
+    try:
+        _ffmpeg([*argv, *extra, str(partial)])
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return out
 
+
+def _publish(sub: Path, target: Path, overwrite: bool) -> Path:
     write_atomic(target, sub.read_text(encoding="utf-8"), overwrite=overwrite)
+    return target
 
 
 def _filter_path(path: Path) -> str:
@@ -220,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class FfmpegHost:
+    def main(self, argv: list[str]) -> int:
+        """`qwen3asr ffmpeg ...` lands here (the CLI reaches hosts only through their registration)."""
+        return run(argv)
+
     def install(self) -> str:
         return "nothing to install: run `qwen3asr-ffmpeg -i IN OUT` (or `qwen3asr ffmpeg -i IN OUT`)"
 

@@ -16,11 +16,27 @@ import sys
 from pathlib import Path
 
 from qwen3asr_plugin import __version__, hookimpl
-from qwen3asr_plugin.api import load_engine, render_subtitles
+from qwen3asr_plugin.api import (
+    RunOptions,
+    load_engine,
+    read_replacements,
+    render_subtitles,
+    transcribe_to_transcript,
+)
 
 PLUGIN_FOLDER = "Qwen3ASR"
 SETTINGS_VERSION = 1
-DEFAULT_SETTINGS = {"engine": "local", "model": None, "language": None, "endpoint": None}
+# `aligner`: a preset or folder (None: the model preset's own; false: none); `replacements`: a replacement
+# table file (`old<TAB>new` per line), as `--replace` takes; `itn`: Chinese numbers as digits, as `--itn`.
+DEFAULT_SETTINGS = {
+    "engine": "local",
+    "model": None,
+    "aligner": None,
+    "language": None,
+    "endpoint": None,
+    "replacements": None,
+    "itn": False,
+}
 
 
 def se_data_folder() -> Path:
@@ -55,18 +71,23 @@ def run(request_path: str) -> int:
         video = request.get("videoFileName")
         if not video:
             raise ValueError("open a video or audio file in Subtitle Edit first (Video > Open video file)")
-        options = {"model": settings["model"]} if settings["model"] else {}
-        if settings["engine"] == "openai" and settings.get("endpoint"):
-            options["endpoint"] = settings["endpoint"]
+        table = settings["replacements"]
+        postprocess = {
+            "replacements": read_replacements(Path(table) if table else None),
+            "itn": settings["itn"],
+        }
+        options = {
+            key: settings[key] for key in ("model", "aligner", "endpoint") if settings[key] is not None
+        }
         engine = load_engine(settings["engine"], **options)
-        segments, info = engine.transcribe(video, language=settings["language"])
-        segments = list(segments)
-        native = render_subtitles(segments, info.duration, "srt", info.language)
+        transcript = transcribe_to_transcript(
+            engine, video, RunOptions(language=settings["language"], postprocess=postprocess)
+        )
         response = {
             **base,
             "status": "ok",
-            "subtitle": {"format": "SubRip", "native": native},
-            "message": f"Qwen3-ASR: {native.count(' --> ')} subtitles ({info.language or 'no speech'})",
+            "subtitle": {"format": "SubRip", "native": render_subtitles(transcript, "srt")},
+            "message": f"Qwen3-ASR: {len(transcript.cues)} subtitles ({transcript.language or 'no speech'})",
             "undoDescription": f"Qwen3-ASR speech to text {__version__}",
         }
     except Exception as exc:  # every failure goes back to SE as a message, never as a crash

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.aligner import Word
+from ..engine.audio import SAMPLE_RATE
 from ..engine.errors import Qwen3ASRError
 from ..engine.languages import NAME_TO_ISO
-from ..engine.pipeline import Segment, TranscriptionInfo
+from ..engine.records import Segment, TranscriptionInfo, Word
 from ..hookspecs import hookimpl
 
 
 def _local(**options):
+    """The local engine, loaded on first use (so registering it costs nothing)."""
     from ..api import ASRModel
 
     return ASRModel(**options)
@@ -33,15 +34,18 @@ class OpenAIEngine:
     def __init__(
         self,
         endpoint: str | None = None,
-        model: str = "qwen3-asr-0.6b",
+        model: str | None = None,
         api_key: str | None = None,
         timeout_seconds: float = 3600.0,
         **_ignored,
     ):
+        """Options meant for other engines (device, aligner, ...) are ignored."""
+        from ..engine.model_store import DEFAULT_MODEL
+
         self.endpoint = (
             endpoint or os.environ.get("QWEN3ASR_ENDPOINT") or "http://127.0.0.1:8000/v1"
         ).rstrip("/")
-        self.model = model
+        self.model = model or DEFAULT_MODEL
         self.api_key = api_key or os.environ.get("QWEN3ASR_API_KEY") or os.environ.get("OPENAI_API_KEY")
         self.timeout_seconds = timeout_seconds
 
@@ -52,7 +56,7 @@ class OpenAIEngine:
 
         audio = load_audio(source, audio_track)
         buf = io.BytesIO()
-        wavfile.write(buf, 16000, (np.clip(audio, -1, 1) * 32767).astype(np.int16))
+        wavfile.write(buf, SAMPLE_RATE, (np.clip(audio, -1, 1) * 32767).astype(np.int16))
         return buf.getvalue()
 
     def request(self, fields: list[tuple[str, str]], filename: str, data: bytes, content_type: str) -> dict:
@@ -137,7 +141,9 @@ def segments_from_verbose_json(result: dict) -> list[Segment]:
     out = []
     for i, s in enumerate(result.get("segments") or []):
         start, end, text = float(s["start"]), float(s["end"]), str(s.get("text", "")).strip()
-        inside = [w for w in words if start - 1e-3 <= float(w["start"]) <= end + 1e-3]
+        # A segment's own words when the server nests them (ours does; a cue may start before its first word),
+        # else OpenAI's top-level words that start inside the segment.
+        inside = s.get("words") or [w for w in words if start - 1e-3 <= float(w["start"]) <= end + 1e-3]
         timed = pieces_from_words(text, inside) if inside else None
         out.append(
             Segment(

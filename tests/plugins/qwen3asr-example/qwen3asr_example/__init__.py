@@ -1,12 +1,18 @@
-"""A qwen3asr plugin used by the test suite; it implements every hook."""
+"""qwen3asr-example: a plugin written from the README's Plugins section alone; it implements every hook.
+
+The test suite installs it as a real distribution (entry point `example` in the `qwen3asr` group).
+"""
+
+from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 import numpy as np
 
-from qwen3asr_plugin import hookimpl
+from qwen3asr_plugin import Segment, TranscriptionInfo, hookimpl
 
 
 def _log(event: str, **data) -> None:
@@ -16,24 +22,32 @@ def _log(event: str, **data) -> None:
             f.write(json.dumps({"event": event, **data}, ensure_ascii=False, default=str) + "\n")
 
 
-def _shout(transcript) -> str:
-    return "".join(f"{c.start:.2f} {c.text.upper()}\n" for c in transcript.cues)
-
-
 class EchoEngine:
-    """Reads the transcript from a .txt file next to the audio: a stand-in for a remote service."""
+    """An Engine that reads the transcript from a .txt file next to the audio: a stand-in for a remote
+    service. Its factory takes whatever options a front end has and uses none of them."""
 
     def __init__(self, **options):
         self.options = options
 
-    def transcribe(self, source, on_progress=None, **options):
-        from qwen3asr_plugin import Segment, TranscriptionInfo
-
-        with open(os.path.splitext(str(source))[0] + ".txt", encoding="utf-8") as f:
+    def transcribe(
+        self,
+        source: str,
+        *,
+        language: str | None,
+        context: str | None,
+        audio_track: int,
+        vad_filter: bool,
+        temperature_fallback: bool,
+        start_seconds: float | None,
+        batch_size: int,
+        first_batch_size: int | None,
+        on_progress: Callable[[float], None] | None,
+    ) -> tuple[Iterable[Segment], TranscriptionInfo]:
+        with open(os.path.splitext(source)[0] + ".txt", encoding="utf-8") as f:
             text = f.read().strip()
         if on_progress:
             on_progress(1.0)
-        return iter([Segment(0, 0.0, 1.0, text, "English")]), TranscriptionInfo("English", 1.0)
+        return iter([Segment(0, 0.0, 1.0, text, language or "English")]), TranscriptionInfo("English", 1.0)
 
 
 class ExampleHost:
@@ -45,6 +59,11 @@ class ExampleHost:
 
     def status(self):
         return "example host"
+
+
+def _shout(transcript) -> str:
+    """A writer: a Transcript in, the file's text out."""
+    return "".join(f"{c.start:.2f} {c.text.upper()}\n" for c in transcript.cues)
 
 
 @hookimpl
@@ -73,12 +92,12 @@ def load_audio(source, sample_rate, audio_track):
 
 
 @hookimpl
-def postprocess_segment(segment, language, options):
+def postprocess_segment(segment):  # only the arguments it needs: the README says so
     return replace(segment, text=segment.text + " [checked]", words=None)
 
 
 @hookimpl
-def postprocess_cues(cues, language, options):
+def postprocess_cues(cues):
     return [replace(c, lines=tuple(line.replace("[checked]", "[ok]") for line in c.lines)) for c in cues]
 
 

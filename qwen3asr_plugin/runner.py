@@ -1,0 +1,164 @@
+"""One runner from a source to a transcript, for every front end (the CLI batch, the server, the hosts).
+
+It calls the engine, runs the post-processing hooks on each segment, sends the events (progress, segment,
+language, complete, failure), stops when `should_cancel` says so, refuses a truncated input, builds the cues
+and runs the cue post-processing. A front end adds only what is its own: where the input comes from, where the
+output goes, and its wire format. In the style of faster-whisper, where later stages are generators on the
+segment stream, a `Transcription` yields post-processed segments as they come and ends in a `Transcript`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from .engine.cues import build_cues, timed_words
+from .engine.errors import Qwen3ASRError
+from .engine.records import Segment, Transcript, TranscriptionInfo
+from .hookspecs import Engine
+from .plugins import chain, hook
+
+# The keywords the runner passes to Engine.transcribe besides the source: the protocol's, by construction.
+ENGINE_KEYWORDS = tuple(
+    name for name in inspect.signature(Engine.transcribe).parameters if name not in ("self", "source")
+)
+
+
+class Cancelled(Qwen3ASRError):
+    """A plugin's should_cancel hook (or the front end) stopped this input; nothing is written for it."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a front end asks of one run: the engine's options, the cue rules and the post-processing."""
+
+    language: str | None = None  # None: detect
+    context: str | None = None  # background text for the model (names, terms)
+    audio_track: int = 0
+    vad_filter: bool = False
+    temperature_fallback: bool = True
+    start_seconds: float | None = None  # begin here, then do the beginning (players)
+    batch_size: int = 4  # chunks decoded together
+    first_batch_size: int | None = None  # 1: the first segment as soon as possible (progressive outputs)
+    cue_rules: Mapping[str, float | int | None] = field(default_factory=dict)  # CueRules overrides
+    postprocess: Mapping[str, object] = field(default_factory=dict)  # postprocess hooks' `options`
+
+
+def announced_duration(source: str) -> float | None:
+    """The duration a local media file's container announces (None for other sources or unreadable files)."""
+    from .engine.media import probe
+
+    if not os.path.isfile(source):
+        return None
+    try:
+        return probe(source).duration
+    except Qwen3ASRError:
+        return None  # maybe a source only a plugin's load_audio reads; the engine will tell
+
+
+class Transcription:
+    """One run of `engine` over `source`. Iterate it for the post-processed segments as they arrive (in the
+    engine's order); `snapshot()` is the transcript so far and `finish()` the whole one."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        source: str | os.PathLike,
+        options: RunOptions = RunOptions(),
+        *,
+        should_stop: Callable[[], bool] | None = None,
+    ):
+        self.engine, self.source, self.options = engine, str(source), options
+        self.should_stop = should_stop
+        self.hooks = hook()
+        self.announced = announced_duration(self.source)
+        self.segments: list[Segment] = []
+        self.info: TranscriptionInfo | None = None
+        self._stream: Iterator[Segment] | None = None
+        self._languages: set[str] = set()
+        self._failed = False
+
+    def _progress(self, seconds: float) -> None:
+        self.hooks.on_progress(source=self.source, seconds=seconds, duration=self.announced)
+        if self.hooks.should_cancel(source=self.source) or (self.should_stop and self.should_stop()):
+            raise Cancelled(f"{self.source}: cancelled")
+
+    def __iter__(self) -> Iterator[Segment]:
+        if self._stream is None:
+            self._stream = self._run()
+        return self._stream
+
+    def _run(self) -> Iterator[Segment]:
+        try:
+            keywords = {
+                name: getattr(self.options, name) for name in ENGINE_KEYWORDS if name != "on_progress"
+            }
+            segments, self.info = self.engine.transcribe(self.source, on_progress=self._progress, **keywords)
+            for segment in segments:
+                yield self._add(segment)
+            self._check_length()
+        except Qwen3ASRError as exc:
+            self.fail(exc)
+            raise
+
+    def _add(self, segment: Segment) -> Segment:
+        segment = chain(
+            "postprocess_segment", segment, language=segment.language, options=self.options.postprocess
+        )
+        if segment.language and segment.language not in self._languages:
+            self._languages.add(segment.language)
+            self.hooks.on_language(source=self.source, language=segment.language)
+        self.segments.append(segment)
+        self.hooks.on_segment(source=self.source, segment=segment)
+        return segment
+
+    def _check_length(self) -> None:
+        got, announced = self.info.duration, self.announced
+        if announced and got < 0.9 * announced - 1.0:
+            raise Qwen3ASRError(
+                f"{self.source}: truncated or damaged: its audio ends at {got:.1f} s of the "
+                f"{announced:.1f} s the file announces; repair or download it again"
+            )
+
+    def snapshot(self) -> Transcript:
+        """The transcript of the segments so far (time order, cues built and post-processed)."""
+        if self.info is None:  # not started
+            return Transcript((), (), None, 0.0, self.source)
+        segments = tuple(sorted(self.segments, key=lambda s: s.start))
+        cues = build_cues(timed_words(segments), duration=self.info.duration, **self.options.cue_rules)
+        cues = chain("postprocess_cues", cues, language=self.info.language, options=self.options.postprocess)
+        return Transcript(segments, tuple(cues), self.info.language, self.info.duration, self.source)
+
+    def finish(self, write: Callable[[Transcript], Iterable[str | os.PathLike]] | None = None) -> Transcript:
+        """Run to the end and return the transcript; `write(transcript)` puts the outputs in place and returns
+        their paths (for the on_complete event). Failures are sent as on_failure and raised."""
+        for _ in self:
+            pass
+        try:
+            transcript = self.snapshot()
+            outputs = [str(p) for p in write(transcript)] if write else []
+        except Qwen3ASRError as exc:
+            self.fail(exc)
+            raise
+        self.hooks.on_complete(source=self.source, outputs=outputs, info=self.info)
+        return transcript
+
+    def fail(self, error: Exception) -> None:
+        """Send the on_failure event for this source (once, however many layers report the error)."""
+        if not self._failed:
+            self._failed = True
+            self.hooks.on_failure(source=self.source, error=error)
+
+
+def transcribe_to_transcript(
+    engine: Engine,
+    source: str | os.PathLike,
+    options: RunOptions = RunOptions(),
+    *,
+    write: Callable[[Transcript], Iterable[str | os.PathLike]] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Transcript:
+    """The whole run for one source: segments post-processed, events sent, cues built; see Transcription."""
+    return Transcription(engine, source, options, should_stop=should_stop).finish(write)

@@ -1,0 +1,352 @@
+"""One runner for every front end: the same input with a replacement table gives the same cues and text through
+the CLI, the server (srt, verbose_json and SSE), the ffmpeg host, the Subtitle Edit plugin and the Python API;
+and the runner itself: events once each, cancellation, truncated input, progressive snapshots."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pysubs2
+import pytest
+from scipy.io import wavfile
+
+from qwen3asr_plugin import Segment, TranscriptionInfo, hookimpl
+from qwen3asr_plugin.api import (
+    RunOptions,
+    Transcription,
+    load_engine,
+    render_subtitles,
+    transcribe_to_transcript,
+)
+from qwen3asr_plugin.engine.errors import Qwen3ASRError
+from qwen3asr_plugin.engine.records import join_texts
+from qwen3asr_plugin.plugins import pm
+from qwen3asr_plugin.runner import Cancelled
+from tests.parity import speech_like
+from tests.server_process import QWEN3ASR, ServerProcess
+from tests.test_subtitle_edit import dotnet_multipart
+
+
+@pytest.fixture(scope="module")
+def talk(tmp_path_factory):
+    """35 s of speech-like audio: two engine chunks, so several segments and cues."""
+    folder = tmp_path_factory.mktemp("runner")
+    path = folder / "talk.wav"
+    wavfile.write(path, 16_000, speech_like(16_000 * 35, seed=3))
+    return path
+
+
+@pytest.fixture(scope="module")
+def engine(models):
+    return load_engine("local", model=str(models("tiny")), aligner=str(models("aligner-tiny")), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def table(engine, talk, tmp_path_factory):
+    """A replacement table that hits this model's output: its first word becomes «REPLACED»."""
+    raw = transcribe_to_transcript(engine, talk)
+    first = raw.segments[0].text.split()[0]
+    assert first.strip()
+    path = tmp_path_factory.mktemp("table") / "table.tsv"
+    path.write_text(f"# the first word\n{first}\t«REPLACED»\n", encoding="utf-8")
+    return path, [(first, "«REPLACED»")], raw
+
+
+def cues_of_srt(text: str) -> list[tuple[int, int, str]]:
+    return [(e.start, e.end, e.plaintext) for e in pysubs2.SSAFile.from_string(text, format_="srt")]
+
+
+def flat(text: str) -> str:
+    return "".join(text.split())
+
+
+def post(url: str, fields: list[tuple[str, str]], audio: bytes) -> str:
+    body, ctype = dotnet_multipart(fields, audio)
+    req = urllib.request.Request(f"{url}/v1/audio/transcriptions", data=body, method="POST")
+    req.add_header("Content-Type", ctype)
+    with urllib.request.urlopen(req, timeout=300) as r:
+        return r.read().decode("utf-8")
+
+
+def test_every_front_end_gives_the_same_cues_and_text(models, engine, talk, table, tmp_path):
+    path, pairs, raw = table
+    model, aligner = str(models("tiny")), str(models("aligner-tiny"))
+
+    # The Python API: the runner, then a registered writer.
+    api = transcribe_to_transcript(engine, talk, RunOptions(postprocess={"replacements": pairs}))
+    assert "«REPLACED»" in api.text and api.text != raw.text
+    expected = cues_of_srt(render_subtitles(api, "srt"))
+    assert expected and any("«REPLACED»" in c[2] for c in expected)
+    results = {}
+
+    # The CLI batch.
+    cli = subprocess.run(
+        [QWEN3ASR, "transcribe", str(talk), "--model", model, "--aligner", aligner, "--device", "cpu"]
+        + ["--replace", str(path), "-f", "srt,json", "-o", str(tmp_path / "cli"), "--quiet"],
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 0, cli.stderr
+    results["cli"] = cues_of_srt((tmp_path / "cli" / "talk.srt").read_text(encoding="utf-8"))
+    data = json.loads((tmp_path / "cli" / "talk.json").read_text(encoding="utf-8"))
+    assert join_texts(s["text"] for s in data["segments"]) == api.text
+
+    # The ffmpeg host, writing a sidecar.
+    from qwen3asr_plugin.hosts.ffmpeg import run as ffmpeg_run
+
+    out = tmp_path / "ffmpeg.srt"
+    code = ffmpeg_run(
+        ["-i", str(talk), "--model", model, "--aligner", aligner, "--device", "cpu", "--replace", str(path)]
+        + [str(out)]
+    )
+    assert code == 0
+    results["ffmpeg"] = cues_of_srt(out.read_text(encoding="utf-8"))
+
+    # The Subtitle Edit plugin, on a request.json.
+    from qwen3asr_plugin.hosts.subtitle_edit import run as se_run
+
+    request = tmp_path / "request.json"
+    settings = {"model": model, "aligner": aligner, "replacements": str(path)}
+    request.write_text(
+        json.dumps(
+            {"apiVersion": 1, "responseFilePath": str(tmp_path / "response.json"), "videoFileName": str(talk)}
+            | {"settings": settings}
+        ),
+        encoding="utf-8",
+    )
+    assert se_run(str(request)) == 0
+    response = json.loads((tmp_path / "response.json").read_text(encoding="utf-8"))
+    assert response["status"] == "ok", response
+    results["subtitle-edit"] = cues_of_srt(response["subtitle"]["native"])
+
+    # The server: srt, verbose_json (cues as segments) and SSE.
+    audio = talk.read_bytes()
+    with ServerProcess("--model", model, "--aligner", aligner, "--replace", str(path)) as server:
+        results["serve srt"] = cues_of_srt(post(server.url, [("response_format", "srt")], audio))
+        verbose = json.loads(
+            post(
+                server.url,
+                [("response_format", "verbose_json"), ("timestamp_granularities[]", "word")],
+                audio,
+            )
+        )
+        stream = post(server.url, [("response_format", "json"), ("stream", "true")], audio)
+    assert verbose["text"] == api.text
+    results["serve verbose_json"] = [
+        (round(s["start"] * 1000), round(s["end"] * 1000), s["text"]) for s in verbose["segments"]
+    ]
+    done = [json.loads(line[5:]) for line in stream.splitlines() if line.startswith("data:")][-1]
+    assert done["type"] == "transcript.text.done" and done["text"] == api.text
+    results["serve SSE"] = [
+        (round(s["start"] * 1000), round(s["end"] * 1000), s["text"]) for s in done["segments"]
+    ]
+
+    # SubRip drops what looks like markup (this random model says things like <r874>), so SubRip results are
+    # compared with SubRip, JSON ones with the cues themselves.
+    cues = [(round(c.start * 1000), round(c.end * 1000), join_texts(c.lines)) for c in api.cues]
+    assert len(cues) == len(expected) >= 2
+    for name, got in results.items():
+        want = cues if name.startswith("serve ") and "srt" not in name else expected
+        assert [(start, end) for start, end, _ in got] == [(start, end) for start, end, _ in want], name
+        assert [flat(text) for *_, text in got] == [flat(text) for *_, text in want], name
+
+
+class Recorder:
+    """A plugin registered for one test: it records every event it hears."""
+
+    def __init__(self, cancel_after: int | None = None):
+        self.events: list[tuple] = []
+        self.cancel_after = cancel_after
+
+    @hookimpl
+    def on_progress(self, source, seconds, duration):
+        self.events.append(("progress", round(seconds, 3)))
+
+    @hookimpl
+    def on_segment(self, source, segment):
+        self.events.append(("segment", segment.text))
+
+    @hookimpl
+    def on_language(self, source, language):
+        self.events.append(("language", language))
+
+    @hookimpl
+    def on_complete(self, source, outputs, info):
+        self.events.append(("complete", tuple(outputs)))
+
+    @hookimpl
+    def on_failure(self, source, error):
+        self.events.append(("failure", str(error)))
+
+    @hookimpl
+    def should_cancel(self, source):
+        progress = sum(1 for e in self.events if e[0] == "progress")
+        return True if self.cancel_after is not None and progress >= self.cancel_after else None
+
+
+@pytest.fixture
+def recorder():
+    made = []
+
+    def make(**kwargs):
+        r = Recorder(**kwargs)
+        pm.register(r)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        pm.unregister(r)
+
+
+class ScriptedEngine:
+    """An Engine whose segments and info are given; it reports progress after each segment."""
+
+    def __init__(self, segments, duration):
+        self.segments, self.duration = segments, duration
+        self.calls: list[dict] = []
+
+    def transcribe(self, source, **keywords):
+        self.calls.append(keywords)
+        info = TranscriptionInfo(None, 0.0)
+
+        def stream():
+            for s in self.segments:
+                keywords["on_progress"](s.end)
+                if info.language is None:
+                    info.language = s.language
+                yield s
+            info.duration = self.duration
+
+        return stream(), info
+
+
+SEGMENTS = [
+    Segment(0, 10.0, 12.0, "later words", "English"),
+    Segment(1, 0.5, 2.0, "first words", "English"),
+    Segment(2, 20.0, 21.0, "再见", "Chinese"),
+]
+
+
+def test_events_are_sent_once_each_and_segments_come_out_in_time_order(recorder, tmp_path):
+    r = recorder()
+    transcript = transcribe_to_transcript(
+        ScriptedEngine(SEGMENTS, 22.0), tmp_path / "x.wav", write=lambda t: [tmp_path / "x.srt"]
+    )
+    assert [s.start for s in transcript.segments] == [0.5, 10.0, 20.0]
+    assert transcript.text == "first words later words再见"
+    assert r.events == [
+        ("progress", 12.0),
+        ("language", "English"),
+        ("segment", "later words"),
+        ("progress", 2.0),
+        ("segment", "first words"),
+        ("progress", 21.0),
+        ("language", "Chinese"),
+        ("segment", "再见"),
+        ("complete", (str(tmp_path / "x.srt"),)),
+    ]
+    assert [c.language for c in transcript.cues][-1] == "Chinese"
+
+
+def test_the_runner_passes_exactly_the_engine_protocol(tmp_path):
+    from qwen3asr_plugin.runner import ENGINE_KEYWORDS
+
+    engine = ScriptedEngine(SEGMENTS[:1], 12.0)
+    options = RunOptions(language="English", context="names", audio_track=1, batch_size=2, start_seconds=3.0)
+    transcribe_to_transcript(engine, tmp_path / "x.wav", options)
+    (call,) = engine.calls
+    assert set(call) == set(ENGINE_KEYWORDS)
+    assert (call["language"], call["context"], call["audio_track"], call["batch_size"]) == (
+        "English",
+        "names",
+        1,
+        2,
+    )
+    assert call["start_seconds"] == 3.0 and callable(call["on_progress"])
+
+
+def test_should_cancel_stops_the_run_and_nothing_is_written(recorder, tmp_path):
+    r = recorder(cancel_after=1)
+    written = []
+    with pytest.raises(Cancelled):
+        transcribe_to_transcript(ScriptedEngine(SEGMENTS, 22.0), tmp_path / "x.wav", write=written.append)
+    assert written == [] and [e[0] for e in r.events] == ["progress", "failure"]
+
+
+def test_front_end_stop_condition_cancels_between_chunks(tmp_path):
+    asked = []
+
+    def stop():
+        asked.append(True)
+        return len(asked) >= 2
+
+    run = Transcription(ScriptedEngine(SEGMENTS, 22.0), tmp_path / "x.wav", should_stop=stop)
+    with pytest.raises(Cancelled):
+        list(run)
+    assert len(run.segments) == 1
+
+
+def test_truncated_input_is_refused(recorder, models, tmp_path):
+    """A file that announces more audio than it holds: the runner refuses it, whatever the front end."""
+    src = tmp_path / "cut.wav"
+    wavfile.write(src, 16_000, speech_like(16_000 * 20))
+    engine = ScriptedEngine([Segment(0, 0.0, 1.0, "a few words", "English")], duration=8.0)
+    r = recorder()
+    with pytest.raises(Qwen3ASRError, match="truncated or damaged"):
+        transcribe_to_transcript(engine, src)
+    assert r.events[-1][0] == "failure"
+
+
+def test_snapshot_is_the_transcript_so_far(tmp_path):
+    run = Transcription(ScriptedEngine(SEGMENTS, 22.0), tmp_path / "x.wav")
+    assert run.snapshot().segments == ()
+    stream = iter(run)
+    next(stream)
+    partial = run.snapshot()
+    assert [s.text for s in partial.segments] == ["later words"] and partial.cues
+    final = run.finish()
+    assert [s.text for s in final.segments] == ["first words", "later words", "再见"]
+
+
+def test_postprocess_hooks_get_only_the_arguments_they_declare(tmp_path):
+    class Minimal:
+        @hookimpl
+        def postprocess_segment(self, segment):
+            return Segment(segment.id, segment.start, segment.end, segment.text.upper(), segment.language)
+
+        @hookimpl
+        def postprocess_cues(self, cues):
+            return [c for c in cues if "LATER" not in c.text]
+
+    plugin = Minimal()
+    pm.register(plugin)
+    try:
+        transcript = transcribe_to_transcript(ScriptedEngine(SEGMENTS[:2], 22.0), tmp_path / "x.wav")
+    finally:
+        pm.unregister(plugin)
+    assert [s.text for s in transcript.segments] == ["FIRST WORDS", "LATER WORDS"]
+    assert [c.text for c in transcript.cues] == ["FIRST WORDS"]
+
+
+def test_array_input_still_works_through_the_model_api(engine):
+    segments, info = engine.transcribe(np.asarray(speech_like(16_000 * 2)), language="English")
+    assert all(s.language == "English" for s in segments) and info.duration == pytest.approx(2.0)
+
+
+def test_readme_python_example_names_exist():
+    import qwen3asr_plugin
+
+    for name in (
+        "RunOptions",
+        "load_engine",
+        "render_subtitles",
+        "transcribe_to_transcript",
+        "Transcription",
+    ):
+        assert callable(getattr(qwen3asr_plugin, name))
+    assert Path(qwen3asr_plugin.__file__).exists()
