@@ -83,14 +83,19 @@ class Reporter:
             return
         from tqdm import tqdm
 
+        known = round(duration or 0, 1) or None
         self.bar = tqdm(
-            total=round(duration or 0, 1) or None,
+            total=known,
             unit="s",
             desc=f"[{index}/{total}] {path.name}",
             file=sys.stderr,
             leave=False,
             dynamic_ncols=True,
-            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]",
+            disable=None,  # no bar when stderr is not a terminal (a script's log gets the summary lines)
+            # Without a known length (an unreadable file, a plugin's source) there is no total to show.
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]"
+            if known
+            else "{desc}: {n:.0f} s [{elapsed}]",
         )
 
     @hookimpl

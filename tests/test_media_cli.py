@@ -151,3 +151,47 @@ def test_batch_size_option(models, tmp_path):
     assert [s["text"] for s in outputs["1"]] == [s["text"] for s in outputs["3"]]
     r = transcribe(models, str(wav), "--batch-size", "0")
     assert r.returncode != 0 and "at least 1" in r.stderr
+
+
+@pytest.mark.parametrize("stderr_to", ["file", "terminal"])
+def test_bad_inputs_without_quiet_give_one_line_and_the_batch_goes_on(models, media, tmp_path, stderr_to):
+    """As a script runs it (stderr to a file) and as a person does (stderr a terminal, with the progress bar):
+    an unreadable input, whose length is unknown, is one error line and the next input is still written."""
+    import os
+
+    (tmp_path / "empty.mp4").touch()
+    wav = write_wav(tmp_path / "talk.wav", speech_like(16_000 * 3))
+    cmd = [QWEN3ASR, "transcribe", "--model", str(models("tiny")), "--no-align", "--device", "cpu"]
+    cmd += [str(tmp_path / "empty.mp4"), str(wav), str(tmp_path / "missing.wav")]
+    if stderr_to == "file":
+        with open(tmp_path / "err.log", "w") as log:
+            code = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=log).returncode
+        err = (tmp_path / "err.log").read_bytes().decode("utf-8")
+        assert "\r" not in err and "%|" not in err  # a log gets lines, not bar redraws
+    else:
+        import fcntl
+        import struct
+        import termios
+
+        parent, child = os.openpty()
+        fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+        run = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=child)
+        os.close(child)
+        chunks = []
+        while True:
+            try:
+                data = os.read(parent, 4096)
+            except OSError:  # the terminal closed with the process
+                break
+            if not data:
+                break
+            chunks.append(data)
+        code = run.wait()
+        os.close(parent)
+        err = b"".join(chunks).decode("utf-8", "replace")
+        assert "%|" in err  # the bar was drawn on the terminal
+    assert code == 1 and "Traceback" not in err
+    assert err.count("qwen3asr: error: ") == 2
+    assert "empty.mp4: not a media file" in err and "missing.wav: no such file" in err
+    assert (tmp_path / "talk.srt").exists() and not (tmp_path / "empty.srt").exists()
+    assert "2 of 3 inputs failed" in err
