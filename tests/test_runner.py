@@ -1,10 +1,12 @@
 """One runner for every front end: the same input with a replacement table gives the same cues and text through
-the CLI, the server (srt, verbose_json and SSE), the ffmpeg host, the Subtitle Edit plugin and the Python API;
+the CLI, the server (srt, verbose_json and SSE), the ffmpeg host, the Subtitle Edit plugin, mpv (the real
+player running the Lua script) and the Python API;
 and the runner itself: events once each, cancellation, truncated input, progressive snapshots."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -145,6 +147,10 @@ def test_every_front_end_gives_the_same_cues_and_text(models, engine, talk, tabl
         (round(s["start"] * 1000), round(s["end"] * 1000), s["text"]) for s in done["segments"]
     ]
 
+    # mpv: the Lua script runs the CLI with --progressive for the playing file; its finished file.
+    if shutil.which("mpv"):
+        results["mpv"] = cues_of_srt(mpv_subtitles(talk, model, aligner, path, tmp_path))
+
     # SubRip drops what looks like markup (this random model says things like <r874>), so SubRip results are
     # compared with SubRip, JSON ones with the cues themselves.
     cues = [(round(c.start * 1000), round(c.end * 1000), join_texts(c.lines)) for c in api.cues]
@@ -153,6 +159,35 @@ def test_every_front_end_gives_the_same_cues_and_text(models, engine, talk, tabl
         want = cues if name.startswith("serve ") and "srt" not in name else expected
         assert [(start, end) for start, end, _ in got] == [(start, end) for start, end, _ in want], name
         assert [flat(text) for *_, text in got] == [flat(text) for *_, text in want], name
+
+
+def mpv_subtitles(media: Path, model: str, aligner: str, table: Path, folder: Path) -> str:
+    """The subtitle file the mpv host leaves in `out_dir` for `media`, from the start, with the real mpv."""
+    from qwen3asr_plugin.hosts.mpv import script_path
+    from tests.mpv_ipc import Mpv
+    from tests.test_mpv import wait_for
+
+    out_dir = folder / "mpv-out"
+    out_dir.mkdir()
+    opts = ",".join(
+        [
+            f"qwen3asr-command={QWEN3ASR}",
+            f"qwen3asr-model={model}",
+            f"qwen3asr-aligner={aligner}",
+            "qwen3asr-from_position=no",
+            f"qwen3asr-out_dir={out_dir}",
+            f"qwen3asr-extra_args=--device cpu --replace {table}",
+        ]
+    )
+    mpv = Mpv(folder / "mpv.sock", f"--script={script_path()}", f"--script-opts={opts}")
+    try:
+        mpv.command("loadfile", str(media))
+        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: mpv.messages("qwen3asr-done"), 120, mpv), mpv.messages("qwen3asr-failed")
+        return Path(mpv.messages("qwen3asr-done")[0][0]).read_text(encoding="utf-8")
+    finally:
+        mpv.close()
 
 
 class Recorder:
