@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import SAMPLE_RATE
+from .chunking import ChunkOptions
 from .decoder import DecoderOptions, TextDecoder
 from .encoder import AudioEncoder, EncoderOptions
 from .mel import log_mel
 from .model_folder import ModelInfo
+from .pipeline import TranscribeOptions
 from .prompt import build_asr_prompt
 
 
@@ -53,8 +55,8 @@ def run_bench(
     encoder_precision: str | None,
     decoder_quant: str | None,
     aligner_info: ModelInfo | None = None,
-    chunk_seconds: float = 30.0,
-    batch_size: int = 4,
+    chunk_seconds: float = ChunkOptions.max_seconds,
+    batch_size: int = TranscribeOptions.batch_size,
 ) -> list[StageTime]:
     """Time every stage over `audio` cut into chunk_seconds pieces; `tokens` decoded in all, `batch_size`
     chunks at a time as the pipeline decodes them."""

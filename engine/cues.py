@@ -68,6 +68,7 @@ class TimedWord:
     end: float
     word: str
     language: str | None
+    estimated: bool = False  # times spread over a segment without word timings, not measured
 
 
 def _text(words: list[TimedWord]) -> str:
@@ -87,7 +88,7 @@ def _sanitize(words: list[TimedWord]) -> list[TimedWord]:
         end = w.end if w.end == w.end and w.end not in (float("inf"), float("-inf")) else start
         start = max(start, last_start, 0.0)
         end = max(end, start)
-        out.append(TimedWord(start, end, w.word, w.language))
+        out.append(replace(w, start=start, end=end))
         last_start = start
     return out
 
@@ -195,7 +196,7 @@ def timed_words(segments) -> list[TimedWord]:
         pieces = [(" " if i and " " in s.text else "") + p for i, p in enumerate(pieces)]
         step = (s.end - s.start) / max(1, len(pieces))
         words.extend(
-            TimedWord(s.start + i * step, s.start + (i + 1) * step, p, s.language)
+            TimedWord(s.start + i * step, s.start + (i + 1) * step, p, s.language, estimated=True)
             for i, p in enumerate(pieces)
         )
     return words
@@ -246,7 +247,7 @@ def build_cues(
                 floor = cues[-1].end + rules.min_gap_seconds if cues else 0.0
                 start = max(floor, min(start, end - rules.min_duration_seconds))
         end = max(end, start + 0.01) if not cues or start >= cues[-1].end else end
-        words = tuple(Word(w.start, w.end, w.word) for w in words_)
+        words = tuple(Word(w.start, w.end, w.word) for w in words_ if not w.estimated)  # measured times only
         cues.append(Cue(start, end, _lines(words_, rules), words_[0].language, words))
     return _no_overlap(cues)
 

@@ -26,7 +26,12 @@ def write_atomic(path: Path, text: str, overwrite: bool = False) -> None:
     path = Path(path)
     if path.exists() and not overwrite:
         raise Qwen3ASRError(f"{path}: exists; use --overwrite to replace it")
-    tmp = temporary_beside(path)
+    try:
+        tmp = temporary_beside(path)
+    except OSError as exc:
+        raise Qwen3ASRError(
+            f"{path}: cannot write here ({exc.strerror}); choose another output folder"
+        ) from exc
     try:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(text)
@@ -39,6 +44,10 @@ def write_atomic(path: Path, text: str, overwrite: bool = False) -> None:
                 raise Qwen3ASRError(f"{path}: exists; use --overwrite to replace it") from None
             except OSError:  # a filesystem without hard links
                 os.replace(tmp, path)
+    except OSError as exc:  # disk full, a folder in the way, ...
+        raise Qwen3ASRError(
+            f"{path}: cannot write ({exc.strerror}); free some space or choose another place"
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)
 

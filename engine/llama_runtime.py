@@ -40,10 +40,6 @@ def llama():
     return llama_cpp
 
 
-def supports_gpu_offload() -> bool:
-    return bool(llama().llama_supports_gpu_offload())
-
-
 @functools.cache
 def cpu_features() -> frozenset[str]:
     """The CPU features llama.cpp's CPU backend was built for and runs with (its system info, `NAME = 1`)."""

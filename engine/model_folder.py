@@ -104,11 +104,6 @@ class ModelInfo:
             )
         return path
 
-    def verify(self, name: str) -> None:
-        """Full sha256 check of one listed file (slow for big files; run on demand)."""
-        if sha256_of(self.path(name)) != self.files[name]["sha256"]:
-            raise ModelError(f"{self.folder / name}: checksum mismatch (corrupt); convert the model again")
-
 
 def load_model_info(folder: Path | str) -> ModelInfo:
     """Read and validate `folder`/model.json."""

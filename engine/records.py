@@ -1,8 +1,9 @@
 """The records that pass between stages and to plugins: words, segments, run info, cues and transcripts.
 
-Small immutable dataclasses in one light module (as faster-whisper keeps `Word`, `Segment` and
-`TranscriptionInfo` together), so a format or post-processing plugin can import them without loading the
-encoder, the decoder or onnxruntime. Times are seconds from the start of the input.
+Small dataclasses, frozen but for the run info (which fills in as a run goes), in one light module (as
+faster-whisper keeps `Word`, `Segment` and `TranscriptionInfo` together), so a format or post-processing
+plugin can import them without loading the encoder, the decoder or onnxruntime. Times are seconds from the
+start of the input.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class TranscriptionInfo:
 
 @dataclass(frozen=True)
 class Cue:
-    """One subtitle: its lines as shown, its times and language, and the timed words it was made from."""
+    """One subtitle: its lines as shown, its times and language, and the timed words it was made from (only
+    measured ones: none when the words had no timings). A postprocess_cues hook that rewrites `lines` should
+    keep `words` consistent, or drop them."""
 
     start: float
     end: float

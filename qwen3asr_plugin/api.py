@@ -31,7 +31,7 @@ from .engine.pipeline import AsrPipeline, TranscribeOptions
 from .engine.records import Cue, Segment, Transcript, TranscriptionInfo, Word
 from .engine.writers import render
 from .hookspecs import Engine
-from .options import engine_options, read_replacements, run_options
+from .options import cli_parents, engine_options, read_replacements, run_options
 from .plugins import registry
 from .runner import Cancelled, RunOptions, Transcription, transcribe_to_transcript
 
@@ -75,21 +75,6 @@ def load_engine(name: str = "local", **options) -> Engine:
 def output_formats() -> dict:
     """Registered output formats: name -> writer(transcript) -> str."""
     return {name: entry.value for name, entry in registry("register_output_formats").items()}
-
-
-def cli_parents() -> list:
-    """The shared argparse parents (model, device, engine, recognition, output options) for a host's own
-    command line; `engine_options(args)` and `run_options(args)` turn what they parse into load_engine's
-    keywords and a RunOptions."""
-    from . import options
-
-    return [
-        options.model_arguments(),
-        options.device_arguments(),
-        options.engine_arguments(),
-        options.recognition_arguments(),
-        options.output_arguments(),
-    ]
 
 
 def render_subtitles(transcript: Transcript, format: str = "srt") -> str:
@@ -155,7 +140,7 @@ class ASRModel:
         audio_track: int = 0,
         on_progress: Callable[[float], None] | None = None,
         start_seconds: float | None = None,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         first_batch_size: int | None = None,
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
         """Segments (a lazy iterator) and info for a media file path or a float array at `sampling_rate`.
@@ -164,14 +149,14 @@ class ASRModel:
         with the length of the input. `vad_filter` skips long non-speech; `audio_track` picks a stream.
         `start_seconds` transcribes from there to the end first, then the beginning (what a player wants:
         subtitles where the viewer is, soonest); `on_progress` then counts seconds done in that order.
-        `batch_size` chunks are decoded together (faster; their segments arrive together); `first_batch_size`
+        `batch_size` chunks are decoded together (default 4: faster; their segments arrive together); `first_batch_size`
         1 gets the first segment out soonest (for progressive outputs)."""
         options = TranscribeOptions(
             language=language,
             context=context or "",
             temperature_fallback=temperature_fallback,
             chunking=ChunkOptions(max_seconds=chunk_seconds, vad=vad_filter),
-            batch_size=batch_size,
+            batch_size=batch_size or TranscribeOptions.batch_size,
             first_batch_size=first_batch_size,
         )
         if isinstance(audio, np.ndarray):

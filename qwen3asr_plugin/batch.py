@@ -12,8 +12,6 @@ from pathlib import Path
 from .engine.errors import Qwen3ASRError
 from .engine.files import write_atomic
 from .engine.writers import render
-from .hookspecs import hookimpl
-from .plugins import pm
 from .runner import RunOptions, Transcription
 
 MEDIA_SUFFIXES = {
@@ -68,9 +66,9 @@ def output_paths(source: Path, formats: list[str], output_dir: Path | None) -> d
 
 
 class Reporter:
-    """Progress for people: a bar with ETA on stderr, and each segment's text on stdout. Registered as a plugin
-    for the batch, so it hears the runner's events (on_progress, on_segment, on_complete, on_failure) through
-    the hooks like any other listener; file_start, update, skipped and done are the batch's own."""
+    """Progress for people: a bar with ETA on stderr, and each segment's text on stdout. Each run has it as a
+    listener, so it hears the runner's events (on_progress, on_segment, on_complete, on_failure) in the same
+    call as the plugins' hooks; file_start, update, skipped and done are the batch's own."""
 
     def __init__(self, show_text: bool = True, quiet: bool = False):
         self.show_text, self.quiet = show_text, quiet
@@ -98,12 +96,10 @@ class Reporter:
             else "{desc}: {n:.0f} s [{elapsed}]",
         )
 
-    @hookimpl
     def on_progress(self, source, seconds, duration):
         if self.bar is not None:
             self.bar.update(round(seconds, 1) - self.bar.n)
 
-    @hookimpl
     def on_segment(self, source, segment):
         if self.show_text and not self.quiet:
             line = f"[{_clock(segment.start)} --> {_clock(segment.end)}] {segment.text}"
@@ -124,7 +120,6 @@ class Reporter:
             self.bar.close()
             self.bar = None
 
-    @hookimpl
     def on_complete(self, source, outputs, info):
         self._close_bar()
         if not self.quiet:
@@ -135,7 +130,6 @@ class Reporter:
                 file=sys.stderr,
             )
 
-    @hookimpl
     def on_failure(self, source, error):
         self._close_bar()
         print(f"qwen3asr: error: {error}", file=sys.stderr)
@@ -164,7 +158,6 @@ class JsonReporter(Reporter):
         self.started = time.monotonic()
         self._emit(event="file", input=str(path), duration=duration, index=index, total=total)
 
-    @hookimpl
     def on_progress(self, source, seconds, duration):
         elapsed = time.monotonic() - self.started
         percent = min(100.0, 100.0 * seconds / duration) if duration else None
@@ -178,7 +171,6 @@ class JsonReporter(Reporter):
             eta_seconds=None if eta is None else round(max(eta, 0.0), 1),
         )
 
-    @hookimpl
     def on_segment(self, source, segment):
         self._emit(
             event="segment",
@@ -195,7 +187,6 @@ class JsonReporter(Reporter):
     def skipped(self, path):
         self._emit(event="skipped", input=str(path))
 
-    @hookimpl
     def on_complete(self, source, outputs, info):
         self._emit(
             event="output",
@@ -205,7 +196,6 @@ class JsonReporter(Reporter):
             wall_seconds=round(time.monotonic() - self.started, 3),
         )
 
-    @hookimpl
     def on_failure(self, source, error):
         self._emit(event="error", input=source, message=str(error))
 
@@ -234,9 +224,9 @@ class BatchOptions:
 def transcribe_files(engine, inputs: list[Path], options: BatchOptions, reporter: Reporter) -> dict:
     """Transcribe each input to its subtitle files; a failing file is reported and the batch goes on.
 
-    Each input is one runner.Transcription: plugins see post-processing, events and cancellation there, and
-    the reporter hears the same events as a plugin registered for the batch. Nothing is written for an input
-    that fails or is cancelled."""
+    Each input is one runner.Transcription, with the reporter as its listener: plugins see post-processing,
+    events and cancellation there. Nothing is written for an input that fails or is cancelled; a progressive
+    file this run created is removed then (one it replaced under --overwrite stays as far as it got)."""
     from .api import output_formats
 
     writers = output_formats()
@@ -248,39 +238,40 @@ def transcribe_files(engine, inputs: list[Path], options: BatchOptions, reporter
     started = time.monotonic()
     failed: list[str] = []
     audio_total = 0.0
-    pm.register(reporter)
-    try:
-        for index, path in enumerate(inputs, start=1):
-            run = Transcription(engine, path, run_options)
-            try:
-                targets = output_paths(path, options.formats, options.output_dir)
-                existing = [str(p) for p in targets.values() if p.exists()]
-                if options.skip_existing and len(existing) == len(targets):
-                    reporter.skipped(path)
-                    continue
-                if existing and not options.overwrite:
-                    raise Qwen3ASRError(f"{existing[0]}: exists; use --overwrite to replace it")
-                reporter.file_start(path, run.announced, index, len(inputs))
-                for count, _ in enumerate(run, start=1):
-                    if options.progressive:
-                        fmt, target = next(iter(targets.items()))
-                        write_atomic(target, render(fmt, run.snapshot(), writers), overwrite=True)
-                        reporter.update(path, target, count)
+    for index, path in enumerate(inputs, start=1):
+        run = Transcription(engine, path, run_options, listeners=[reporter])
+        targets = output_paths(path, options.formats, options.output_dir)
+        fmt, progressive = next(iter(targets.items()))
+        created = options.progressive and not progressive.exists()
+        try:
+            existing = [str(p) for p in targets.values() if p.exists()]
+            if options.skip_existing and len(existing) == len(targets):
+                reporter.skipped(path)
+                continue
+            if existing and not options.overwrite:
+                raise Qwen3ASRError(f"{existing[0]}: exists; use --overwrite to replace it")
+            reporter.file_start(path, run.announced, index, len(inputs))
+            for count, _ in enumerate(run, start=1):
+                if options.progressive:
+                    write_atomic(progressive, render(fmt, run.snapshot(), writers), overwrite=True)
+                    reporter.update(path, progressive, count)
 
-                def write(transcript, targets=targets):
-                    rendered = {fmt: render(fmt, transcript, writers) for fmt in targets}
-                    for fmt, target in targets.items():
-                        write_atomic(
-                            target, rendered[fmt], overwrite=options.overwrite or options.progressive
-                        )
-                    return list(targets.values())
+            def write(transcript, targets=targets):
+                rendered = {name: render(name, transcript, writers) for name in targets}
+                for name, target in targets.items():
+                    write_atomic(target, rendered[name], overwrite=options.overwrite or options.progressive)
+                return list(targets.values())
 
-                audio_total += run.finish(write).duration
-            except Qwen3ASRError as exc:
-                failed.append(str(path))
-                run.fail(exc)
-    finally:
-        pm.unregister(reporter)
+            audio_total += run.finish(write).duration
+        except Qwen3ASRError as exc:
+            failed.append(str(path))
+            run.fail(exc)
+            if created:
+                progressive.unlink(missing_ok=True)
+        except BaseException:  # Ctrl-C, SIGTERM: no partial file of ours stays behind
+            if created:
+                progressive.unlink(missing_ok=True)
+            raise
     wall = time.monotonic() - started
     return {
         "files": len(inputs),

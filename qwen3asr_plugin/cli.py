@@ -107,7 +107,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
 
     run = options.run_options(args)
-    engine = load_engine("local", **options.engine_options(args))
+    engine_options = options.engine_options(args)
+    engine_options.pop("api_key", None)  # serve's --api-key guards the server; the engine is local
+    engine = load_engine("local", **engine_options)
     model_id = args.model or DEFAULT_MODEL
     print(
         f"qwen3asr: serving {model_id} on http://{args.host}:{args.port}/v1 (POST /audio/transcriptions)",
@@ -131,6 +133,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .engine.bench import report, run_bench, synthetic_speech
     from .engine.model_folder import load_model_info
     from .engine.model_store import preset_aligner, resolve_model
+    from .engine.pipeline import TranscribeOptions
 
     say = options.say(args)
     info = load_model_info(resolve_model(args.model, pull_missing=True, progress=say))
@@ -145,9 +148,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:
         audio = synthetic_speech(args.seconds)
     threads = args.threads or (os.cpu_count() or 1)
+    batch_size = args.batch_size or TranscribeOptions.batch_size
     print(
         f"model {info.folder} ({info.source.get('repo') or 'local'}); {threads} threads; "
-        f"{args.tokens} decoded tokens forced; {args.batch_size} chunks decoded together"
+        f"{args.tokens} decoded tokens forced; {batch_size} chunks decoded together"
     )
     stages = run_bench(
         info,
@@ -157,7 +161,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         args.encoder_precision,
         args.decoder_quant,
         aligner_info,
-        batch_size=args.batch_size,
+        batch_size=batch_size,
     )
     print(report(stages, audio.size / SAMPLE_RATE))
     return 0
@@ -244,12 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_convert)
 
-    model, device, engine = options.model_arguments(), options.device_arguments(), options.engine_arguments()
-    recognition, output = options.recognition_arguments(), options.output_arguments()
+    model, device, _, _, output = parents = options.cli_parents()
 
     p = sub.add_parser(
         "transcribe",
-        parents=[model, device, engine, recognition, output],
+        parents=parents,
         help="transcribe audio or video files into subtitles",
     )
     p.add_argument("inputs", nargs="+", help="audio or video files, or folders of them")
@@ -308,12 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=int, default=200, help="decoded tokens forced in all (default 200)")
     p.add_argument("--audio", help="a media file to use instead of the synthetic signal")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
-    p.add_argument(
-        "--batch-size",
-        type=options.positive_int,
-        default=4,
-        help="chunks decoded together (default 4)",
-    )
+    p.add_argument("--batch-size", type=options.positive_int, help="chunks decoded together (default 4)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_bench)
 
@@ -359,9 +357,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # `qwen3asr ffmpeg ...` is `qwen3asr-ffmpeg ...`, whose options are ffmpeg-like.
     if argv[:1] == ["ffmpeg"]:
-        from .plugins import registry
+        from .plugins import load_plugins
 
-        return registry("register_hosts")["ffmpeg"].value.main(argv[1:])
+        # The built-in host module, as the plugin manager registered it (the face never imports a host).
+        return load_plugins().get_plugin("qwen3asr_plugin.hosts.ffmpeg").main(argv[1:])
     args = build_parser().parse_args(argv)
     _stop_on_sigterm()
     try:

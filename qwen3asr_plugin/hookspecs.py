@@ -33,7 +33,7 @@ class Engine(Protocol):
         vad_filter: bool,
         temperature_fallback: bool,
         start_seconds: float | None,
-        batch_size: int,
+        batch_size: int | None,
         first_batch_size: int | None,
         on_progress: Callable[[float], None] | None,
     ) -> tuple[Iterable[Segment], TranscriptionInfo]:
@@ -99,8 +99,8 @@ def on_language(source, language):
 
 @hookspec
 def on_complete(source, outputs, info):
-    """Event: `source` is done; `outputs` are the files the front end wrote (none for the server), `info` its
-    TranscriptionInfo."""
+    """Event: `source` is done; `outputs` are the files the front end wrote (none where it writes none: the
+    server, the Python API), `info` its TranscriptionInfo."""
 
 
 @hookspec

@@ -64,7 +64,6 @@ def recognition_arguments() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-size",
         type=positive_int,
-        default=RunOptions.batch_size,
         help="30 s chunks decoded together: one pass over the weights per token for all (default 4; 1: one "
         "at a time, least memory)",
     )
@@ -85,6 +84,19 @@ def output_arguments() -> argparse.ArgumentParser:
     p.add_argument("--replace", type=Path, help="replacement table: one `old<TAB>new` per line")
     p.add_argument("--itn", action="store_true", help="Chinese: write spoken numbers as digits (一百 -> 100)")
     return p
+
+
+def cli_parents() -> list[argparse.ArgumentParser]:
+    """All the shared parents, for a command that takes every transcription option (`qwen3asr transcribe`, a
+    host's own command line); `engine_options(args)` and `run_options(args)` turn what they parse into
+    load_engine's keywords and a RunOptions."""
+    return [
+        model_arguments(),
+        device_arguments(),
+        engine_arguments(),
+        recognition_arguments(),
+        output_arguments(),
+    ]
 
 
 def read_replacements(path: Path | None) -> list[tuple[str, str]]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .engine.cues import build_cues, timed_words
 from .engine.errors import Qwen3ASRError
@@ -40,7 +41,7 @@ class RunOptions:
     vad_filter: bool = False
     temperature_fallback: bool = True
     start_seconds: float | None = None  # begin here, then do the beginning (players)
-    batch_size: int = 4  # chunks decoded together
+    batch_size: int | None = None  # chunks decoded together (None: the engine's default)
     first_batch_size: int | None = None  # 1: the first segment as soon as possible (progressive outputs)
     cue_rules: Mapping[str, float | int | None] = field(default_factory=dict)  # CueRules overrides
     postprocess: Mapping[str, object] = field(default_factory=dict)  # postprocess hooks' `options`
@@ -60,7 +61,11 @@ def announced_duration(source: str) -> float | None:
 
 class Transcription:
     """One run of `engine` over `source`. Iterate it for the post-processed segments as they arrive (in the
-    engine's order); `snapshot()` is the transcript so far and `finish()` the whole one."""
+    engine's order); `snapshot()` is the transcript so far and `finish()` the whole one.
+
+    Events go to every plugin's hooks and to this run's own `listeners` (objects with methods named like the
+    event hooks, such as the CLI's progress reporter), in one call per event. `should_stop()` lets the front
+    end stop the run between chunks, as a plugin's should_cancel does."""
 
     def __init__(
         self,
@@ -68,20 +73,29 @@ class Transcription:
         source: str | os.PathLike,
         options: RunOptions = RunOptions(),
         *,
+        listeners: Sequence[object] = (),
         should_stop: Callable[[], bool] | None = None,
     ):
         self.engine, self.source, self.options = engine, str(source), options
-        self.should_stop = should_stop
+        self.listeners, self.should_stop = tuple(listeners), should_stop
         self.hooks = hook()
-        self.announced = announced_duration(self.source)
         self.segments: list[Segment] = []
         self.info: TranscriptionInfo | None = None
         self._stream: Iterator[Segment] | None = None
         self._languages: set[str] = set()
-        self._failed = False
+        self._error: Exception | None = None
+
+    @cached_property
+    def announced(self) -> float | None:
+        """The duration the container announces (probed once, when first asked)."""
+        return announced_duration(self.source)
+
+    def _event(self, name: str, **kwargs) -> None:
+        extra = [getattr(x, name) for x in self.listeners if hasattr(x, name)]
+        getattr(self.hooks, name).call_extra(extra, {"source": self.source, **kwargs})
 
     def _progress(self, seconds: float) -> None:
-        self.hooks.on_progress(source=self.source, seconds=seconds, duration=self.announced)
+        self._event("on_progress", seconds=seconds, duration=self.announced)
         if self.hooks.should_cancel(source=self.source) or (self.should_stop and self.should_stop()):
             raise Cancelled(f"{self.source}: cancelled")
 
@@ -109,9 +123,9 @@ class Transcription:
         )
         if segment.language and segment.language not in self._languages:
             self._languages.add(segment.language)
-            self.hooks.on_language(source=self.source, language=segment.language)
+            self._event("on_language", language=segment.language)
         self.segments.append(segment)
-        self.hooks.on_segment(source=self.source, segment=segment)
+        self._event("on_segment", segment=segment)
         return segment
 
     def _check_length(self) -> None:
@@ -136,20 +150,22 @@ class Transcription:
         their paths (for the on_complete event). Failures are sent as on_failure and raised."""
         for _ in self:
             pass
+        if self._error is not None:  # the iteration failed earlier (and said so): no outputs
+            raise self._error
         try:
             transcript = self.snapshot()
             outputs = [str(p) for p in write(transcript)] if write else []
         except Qwen3ASRError as exc:
             self.fail(exc)
             raise
-        self.hooks.on_complete(source=self.source, outputs=outputs, info=self.info)
+        self._event("on_complete", outputs=outputs, info=self.info)
         return transcript
 
     def fail(self, error: Exception) -> None:
         """Send the on_failure event for this source (once, however many layers report the error)."""
-        if not self._failed:
-            self._failed = True
-            self.hooks.on_failure(source=self.source, error=error)
+        if self._error is None:
+            self._error = error
+            self._event("on_failure", error=error)
 
 
 def transcribe_to_transcript(
@@ -158,7 +174,8 @@ def transcribe_to_transcript(
     options: RunOptions = RunOptions(),
     *,
     write: Callable[[Transcript], Iterable[str | os.PathLike]] | None = None,
+    listeners: Sequence[object] = (),
     should_stop: Callable[[], bool] | None = None,
 ) -> Transcript:
     """The whole run for one source: segments post-processed, events sent, cues built; see Transcription."""
-    return Transcription(engine, source, options, should_stop=should_stop).finish(write)
+    return Transcription(engine, source, options, listeners=listeners, should_stop=should_stop).finish(write)

@@ -116,7 +116,9 @@ class TranscriptionServer:
         language = form.get("language") or None
         if language:
             try:
-                language = canonical_language(str(language), self.model.info.languages)
+                # The model's own language names where the engine has a model here; any ISO code otherwise.
+                supported = getattr(getattr(self.model, "info", None), "languages", ())
+                language = canonical_language(str(language), supported)
             except Qwen3ASRError as exc:
                 return error(400, str(exc), param="language")
         granularities = {str(g) for g in form.getlist("timestamp_granularities[]")}

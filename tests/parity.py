@@ -74,10 +74,6 @@ def main() -> None:
                     )
 
 
-if __name__ == "__main__":
-    main()
-
-
 def transcribe_chunk(
     pipeline, audio: np.ndarray, language, context: str, max_new_tokens: int, temperatures=None
 ):
@@ -88,3 +84,7 @@ def transcribe_chunk(
 def transcribe_array(pipeline, audio: np.ndarray, options):
     """Segments and info for an in-memory 16 kHz array."""
     return pipeline.transcribe_stream([audio], options, duration=audio.size / 16000)
+
+
+if __name__ == "__main__":
+    main()

@@ -107,3 +107,18 @@ def test_awkward_word_lists_give_valid_cues(words):
         assert cue.text.strip()
     for a, b in zip(cues, cues[1:], strict=False):
         assert a.end <= b.start
+
+
+def test_cues_carry_only_measured_word_times():
+    """A segment without word timings has its words spread over its span to make cues, but those guessed
+    times are not handed on as words (the server would return them as timings)."""
+    from qwen3asr_plugin.engine.cues import timed_words
+    from qwen3asr_plugin.engine.records import Segment, Word
+
+    untimed = Segment(0, 0.0, 4.0, "no word timings here at all", "English")
+    timed = Segment(
+        1, 5.0, 6.0, "Timed words.", "English", words=(Word(5.0, 5.4, "Timed"), Word(5.5, 6.0, " words."))
+    )
+    cues = build_cues(timed_words([untimed, timed]), duration=10.0)
+    assert cues[0].words == () and cues[0].text == "no word timings here at all"
+    assert [w.word for w in cues[-1].words] == ["Timed", " words."] and cues[-1].words[0].start == 5.0

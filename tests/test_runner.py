@@ -326,7 +326,7 @@ def test_front_end_stop_condition_cancels_between_chunks(tmp_path):
     assert len(run.segments) == 1
 
 
-def test_truncated_input_is_refused(recorder, models, tmp_path):
+def test_truncated_input_is_refused(recorder, tmp_path):
     """A file that announces more audio than it holds: the runner refuses it, whatever the front end."""
     src = tmp_path / "cut.wav"
     wavfile.write(src, 16_000, speech_like(16_000 * 20))
@@ -373,15 +373,104 @@ def test_array_input_still_works_through_the_model_api(engine):
     assert all(s.language == "English" for s in segments) and info.duration == pytest.approx(2.0)
 
 
-def test_readme_python_example_names_exist():
-    import qwen3asr_plugin
+def test_the_readme_runner_example_runs(models, talk, capsys):
+    """The Python example under README "Plugins", run as written but for the model and the audio file."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    code = readme.split("From Python:\n\n```python\n", 1)[1].split("```", 1)[0]
+    assert 'model="qwen3-asr-0.6b"' in code and '"talk.wav"' in code
+    code = code.replace('model="qwen3-asr-0.6b"', f'model={str(models("tiny"))!r}, device="cpu"')
+    exec(code.replace('"talk.wav"', repr(str(talk))), {})
+    srt = capsys.readouterr().out
+    assert len(cues_of_srt(srt)) >= 2
 
-    for name in (
-        "RunOptions",
-        "load_engine",
-        "render_subtitles",
-        "transcribe_to_transcript",
-        "Transcription",
-    ):
-        assert callable(getattr(qwen3asr_plugin, name))
-    assert Path(qwen3asr_plugin.__file__).exists()
+
+def failing_after_first(segment):
+    """An engine that gives one segment, then fails as a damaged file does."""
+
+    class Failing(ScriptedEngine):
+        def transcribe(self, source, **keywords):
+            stream, info = super().transcribe(source, **keywords)
+
+            def broken():
+                yield next(stream)
+                raise Qwen3ASRError(f"{source}: not a media file ffmpeg can read")
+
+            return broken(), info
+
+    return Failing([segment, segment], 5.0)
+
+
+def json_events(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_batch_progressive_outputs_and_failures(tmp_path, capsys):
+    """--progressive without --overwrite completes; a failing input leaves no progressive file of its own and
+    is reported once; an existing output is reported once and kept; the batch goes on after each."""
+    from qwen3asr_plugin.batch import BatchOptions, JsonReporter, transcribe_files
+
+    good = ScriptedEngine(SEGMENTS[:2], 22.0)
+    options = BatchOptions(formats=["srt", "txt"], progressive=True)
+    summary = transcribe_files(good, [tmp_path / "a.wav"], options, JsonReporter())
+    assert summary["failed"] == 0 and (tmp_path / "a.srt").exists() and (tmp_path / "a.txt").exists()
+    updates = [e for e in json_events(capsys.readouterr().out) if e["event"] == "update"]
+    assert [e["segments"] for e in updates] == [1, 2]
+
+    bad = failing_after_first(SEGMENTS[1])
+    (tmp_path / "keep.srt").write_text("a subtitle made by hand\n", encoding="utf-8")
+    inputs = [tmp_path / "b.wav", tmp_path / "keep.wav", tmp_path / "c.wav"]
+    summary = transcribe_files(bad, inputs, options, JsonReporter())
+    events = json_events(capsys.readouterr().out)
+    errors = [e for e in events if e["event"] == "error"]
+    assert [Path(e["input"]).name for e in errors] == ["b.wav", "keep.wav", "c.wav"]
+    assert "exists; use --overwrite" in errors[1]["message"]
+    assert [e["segments"] for e in events if e["event"] == "update"] == [1, 1]  # b and c got that far
+    assert summary["failed"] == 3
+    assert not (tmp_path / "b.srt").exists() and not (tmp_path / "c.srt").exists()
+    assert (tmp_path / "keep.srt").read_text(encoding="utf-8") == "a subtitle made by hand\n"
+
+
+def test_listeners_hear_only_their_own_run(tmp_path):
+    heard = {"a": Recorder(), "b": Recorder()}
+    run_a = Transcription(ScriptedEngine(SEGMENTS[:1], 22.0), tmp_path / "a.wav", listeners=[heard["a"]])
+    run_b = Transcription(ScriptedEngine(SEGMENTS[1:2], 22.0), tmp_path / "b.wav", listeners=[heard["b"]])
+    stream_a, stream_b = iter(run_a), iter(run_b)
+    next(stream_a), next(stream_b)  # interleaved, as two server requests or threads would be
+    run_a.finish(), run_b.finish()
+    assert [e for e in heard["a"].events if e[0] == "segment"] == [("segment", "later words")]
+    assert [e for e in heard["b"].events if e[0] == "segment"] == [("segment", "first words")]
+
+
+def test_finish_after_a_failed_iteration_raises_and_completes_nothing(recorder, tmp_path):
+    r = recorder()
+    run = Transcription(failing_after_first(SEGMENTS[0]), tmp_path / "x.wav")
+    with pytest.raises(Qwen3ASRError):
+        list(run)
+    with pytest.raises(Qwen3ASRError):
+        run.finish()
+    assert [e[0] for e in r.events].count("failure") == 1 and "complete" not in [e[0] for e in r.events]
+
+
+def test_subtitle_edit_settings_reach_the_engine_and_the_run(tmp_path, monkeypatch):
+    """Cleared fields mean defaults, `aligner: false` means none, `itn` rewrites Chinese numbers."""
+    import qwen3asr_plugin.hosts.subtitle_edit as se
+
+    asked = {}
+
+    def load_engine(name, **options):
+        asked.update(options, engine=name)
+        return ScriptedEngine([Segment(0, 1.0, 3.0, "一百二十三个人", "Chinese")], 4.0)
+
+    monkeypatch.setattr(se, "load_engine", load_engine)
+    request = tmp_path / "request.json"
+    settings = {"model": "", "aligner": False, "endpoint": None, "itn": True, "language": None}
+    request.write_text(
+        json.dumps({"responseFilePath": str(tmp_path / "response.json"), "videoFileName": "x.mp4"})[:-1]
+        + f', "settings": {json.dumps(settings)}}}',
+        encoding="utf-8",
+    )
+    assert se.run(str(request)) == 0
+    response = json.loads((tmp_path / "response.json").read_text(encoding="utf-8"))
+    assert response["status"] == "ok", response
+    assert asked == {"engine": "local", "aligner": False}
+    assert "123个人" in response["subtitle"]["native"]

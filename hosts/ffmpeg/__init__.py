@@ -186,10 +186,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class FfmpegHost:
-    def main(self, argv: list[str]) -> int:
-        """`qwen3asr ffmpeg ...` lands here (the CLI reaches hosts only through their registration)."""
-        return run(argv)
-
     def install(self) -> str:
         return "nothing to install: run `qwen3asr-ffmpeg -i IN OUT` (or `qwen3asr ffmpeg -i IN OUT`)"
 

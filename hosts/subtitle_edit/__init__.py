@@ -76,8 +76,9 @@ def run(request_path: str) -> int:
             "replacements": read_replacements(Path(table) if table else None),
             "itn": settings["itn"],
         }
+        # A cleared field ("" or null) means the default; `aligner: false` means none.
         options = {
-            key: settings[key] for key in ("model", "aligner", "endpoint") if settings[key] is not None
+            key: settings[key] for key in ("model", "aligner", "endpoint") if settings[key] not in (None, "")
         }
         engine = load_engine(settings["engine"], **options)
         transcript = transcribe_to_transcript(

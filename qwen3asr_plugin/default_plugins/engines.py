@@ -90,7 +90,22 @@ class OpenAIEngine:
         except (urllib.error.URLError, OSError) as exc:
             raise Qwen3ASRError(f"{self.endpoint}: unreachable ({exc}); is the server running?") from exc
 
-    def transcribe(self, source, *, language=None, context=None, audio_track=0, on_progress=None, **_ignored):
+    def transcribe(
+        self,
+        source: str,
+        *,
+        language: str | None = None,
+        context: str | None = None,
+        audio_track: int = 0,
+        vad_filter: bool = False,
+        temperature_fallback: bool = True,
+        start_seconds: float | None = None,
+        batch_size: int | None = None,
+        first_batch_size: int | None = None,
+        on_progress=None,
+    ):
+        """The Engine protocol; chunking, VAD, the temperature fallback and batching are the server's to do,
+        so those keywords are accepted and left to it."""
         data = self._wav_bytes(source, audio_track)
         fields = [
             ("model", self.model),
