@@ -144,7 +144,7 @@ class TranscriptionServer:
                     code="server_busy",
                 )
             options = replace(self.run_options, language=language, context=prompt)
-            run = await run_in_threadpool(Transcription, self.model, tmp, options)  # it probes the file
+            run = Transcription(self.model, tmp, options)
             if stream:
                 return StreamingResponse(self._stream(run), media_type="text/event-stream")
             async with self.turn():
