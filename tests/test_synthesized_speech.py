@@ -1,0 +1,88 @@
+"""The synthesized speech the small trained models learn from: exact word times, deterministic, disjoint
+training and held-out splits, text written the way the model should write it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.fixtures.trained import speech
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="tests/run.sh installs espeak-ng")
+SR = speech.SAMPLE_RATE
+
+
+def test_word_times_are_exact():
+    """In a clean utterance every word's span holds its sound and every gap between words is silent."""
+    rng = np.random.default_rng(5)
+    voice = speech.Voice("English", "m3", 160, 50)
+    u = speech.utterance(["market", "river", "seven", "happy"], voice, rng)
+    assert [w.word for w in u.words] == ["market", "river", "seven", "happy"]
+    for w in u.words:
+        span = u.audio[int(round(w.start * SR)) : int(round(w.end * SR))]
+        assert span.size > 0.1 * SR and np.abs(span).max() > 0.05
+        # The first and last few milliseconds of the span are sound, not padding.
+        assert np.abs(span[: SR // 200]).max() > 0.002 and np.abs(span[-SR // 200 :]).max() > 0.002
+    for before, after in zip(u.words[:-1], u.words[1:], strict=True):
+        gap = u.audio[int(round(before.end * SR)) + 1 : int(round(after.start * SR)) - 1]
+        assert gap.size > 0 and np.abs(gap).max() == 0.0
+    assert np.abs(u.audio[: int(u.words[0].start * SR) - 1]).max() == 0.0
+    assert u.text == "Market river seven happy."
+
+
+def test_chinese_is_timed_per_character_and_written_without_spaces():
+    rng = np.random.default_rng(2)
+    u = speech.utterance(["我", "们", "喝", "茶"], speech.Voice("Chinese", "f2", 150, 50), rng)
+    assert u.text == "我们喝茶。" and [w.word for w in u.words] == ["我", "们", "喝", "茶"]
+    starts = [w.start for w in u.words]
+    assert starts == sorted(starts) and all(w.end > w.start for w in u.words)
+
+
+def test_the_same_seed_gives_the_same_samples():
+    a = list(speech.dataset("heldout", 4))
+    b = list(speech.dataset("heldout", 4))
+    assert [x.text for x in a] == [y.text for y in b]
+    assert all(np.array_equal(x.audio, y.audio) for x, y in zip(a, b, strict=True))
+    assert [x.language for x in a] == ["English", "Chinese", "English", "Chinese"]
+
+
+def test_training_and_held_out_splits_share_no_voice_setting_or_sentences():
+    for language in ("English", "Chinese"):
+        train, heldout = speech.voices("train", language), speech.voices("heldout", language)
+        assert not {v.variant for v in train} & {v.variant for v in heldout}
+        assert not {v.speed for v in train} & {v.speed for v in heldout}
+        assert not {v.pitch for v in train} & {v.pitch for v in heldout}
+    train = {u.text for u in speech.dataset("train", 30)}
+    heldout = {u.text for u in speech.dataset("heldout", 30)}
+    assert not train & heldout
+
+
+def test_noise_is_mixed_in_at_the_asked_level():
+    rng = np.random.default_rng(9)
+    voice = speech.Voice("English", "f1", 150, 50)
+    clean = speech.utterance(["water", "fire"], voice, np.random.default_rng(9))
+    noisy = speech.utterance(["water", "fire"], voice, rng, snr_db=20.0)
+    noise = noisy.audio - clean.audio
+    signal = clean.audio[clean.audio != 0]
+    snr = 10 * np.log10(np.mean(signal**2) / np.mean(noise**2))
+    assert snr == pytest.approx(20.0, abs=0.5)
+
+
+def test_command_writes_audio_and_truth(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.fixtures.trained.speech", "--out", str(tmp_path), "--count", "2"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    truth = json.loads((tmp_path / "truth.json").read_text(encoding="utf-8"))
+    assert [t["language"] for t in truth] == ["English", "Chinese"]
+    from scipy.io import wavfile
+
+    rate, audio = wavfile.read(tmp_path / truth[1]["file"])
+    assert rate == SR and truth[1]["words"][-1][1] <= audio.size / SR
