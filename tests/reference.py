@@ -49,8 +49,9 @@ _TEXT_KEYS = (
 )
 
 
-def reference_model(folder: Path):
-    """The transformers model for the checkpoint in `folder`, weights loaded strictly, fp32, eval mode."""
+def reference_config(folder: Path) -> tuple[Qwen3ASRConfig, bool]:
+    """transformers' config for the checkpoint in `folder` (its config.json in the official layout), and
+    whether it is a forced aligner."""
     cfg = json.loads((Path(folder) / "config.json").read_text())
     thinker = cfg["thinker_config"]
     audio = {k: thinker["audio_config"][k] for k in _AUDIO_KEYS}
@@ -60,35 +61,38 @@ def reference_model(folder: Path):
         model_type="qwen3",
         rope_parameters={"rope_type": "default", "rope_theta": thinker["text_config"]["rope_theta"]},
     )
-    aligner = "forced_aligner" in thinker["model_type"]
     kwargs = dict(
         audio_config=audio,
         text_config=text,
         audio_token_id=thinker["audio_token_id"],
         tie_word_embeddings=text["tie_word_embeddings"],
     )
-    state = load_file(str(Path(folder) / "model.safetensors"))
-    renamed = {}
-    for key, value in state.items():
-        for old, new in _RENAMES:
-            if key.startswith(old):
-                key = new + key[len(old) :]
-                break
-        else:
-            if key == "thinker.lm_head.weight":
-                key = "score.weight" if aligner else "lm_head.weight"
-        renamed[key] = value.float()
+    aligner = "forced_aligner" in thinker["model_type"]
     if aligner:
-        config = Qwen3ASRConfig(
-            **kwargs, timestamp_token_id=cfg["timestamp_token_id"], num_labels=thinker["classify_num"]
-        )
-        model = Qwen3ASRForTokenClassification(config)
-    else:
-        model = Qwen3ASRForConditionalGeneration(Qwen3ASRConfig(**kwargs))
+        kwargs.update(timestamp_token_id=cfg["timestamp_token_id"], num_labels=thinker["classify_num"])
+    return Qwen3ASRConfig(**kwargs), aligner
+
+
+def native_name(key: str, aligner: bool) -> str:
+    """transformers' name for an official (`thinker.*`) tensor name."""
+    for old, new in _RENAMES:
+        if key.startswith(old):
+            return new + key[len(old) :]
+    if key == "thinker.lm_head.weight":
+        return "score.weight" if aligner else "lm_head.weight"
+    return key
+
+
+def reference_model(folder: Path):
+    """The transformers model for the checkpoint in `folder`, weights loaded strictly, fp32, eval mode."""
+    config, aligner = reference_config(folder)
+    state = load_file(str(Path(folder) / "model.safetensors"))
+    renamed = {native_name(key, aligner): value.float() for key, value in state.items()}
+    model = (Qwen3ASRForTokenClassification if aligner else Qwen3ASRForConditionalGeneration)(config)
     model.config._attn_implementation = "eager"
     for sub in (model.config.audio_config, model.config.text_config):
         sub._attn_implementation = "eager"
-    if text["tie_word_embeddings"] and not aligner:
+    if config.text_config.tie_word_embeddings and not aligner:
         renamed.setdefault("lm_head.weight", renamed["model.language_model.embed_tokens.weight"])
     missing, unexpected = model.load_state_dict(renamed, strict=False)
     if missing or unexpected:
