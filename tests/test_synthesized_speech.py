@@ -86,3 +86,12 @@ def test_command_writes_audio_and_truth(tmp_path):
 
     rate, audio = wavfile.read(tmp_path / truth[1]["file"])
     assert rate == SR and truth[1]["words"][-1][1] <= audio.size / SR
+
+
+def test_a_curriculum_caps_sentence_length():
+    from tests.fixtures.trained.train import curriculum
+
+    short = list(speech.dataset("train", 6, longest=lambda i: 2))
+    assert all(1 <= len(u.words) <= 2 for u in short)
+    longest = curriculum(steps=100, size=4)
+    assert longest(0) == 2 and longest(99) == 2 and longest(4 * 40) == 6 and longest(4 * 60) is None
