@@ -32,8 +32,11 @@ def test_training_writes_an_official_checkpoint_that_converts_and_runs(tmp_path)
     from tests.reference import reference_model
 
     lines: list[str] = []
-    folder = train(tmp_path / "ckpt", steps=3, minutes=5, batch_size=2, seed=0, lr=2e-3, log=lines.append)
+    folder = train(
+        tmp_path / "ckpt", steps=3, minutes=5, batch_size=2, seed=0, lr=1e-3, log=lines.append, save_every=2
+    )
     assert lines[0].startswith("step      1  loss ") and lines[-1].startswith("trained 3 steps")
+    assert "saved the weights of step 2" in lines and not list(folder.glob("*.partial"))
 
     fresh = new_checkpoint(tmp_path / "random", seed=0)
     with (
