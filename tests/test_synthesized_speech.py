@@ -93,5 +93,23 @@ def test_a_curriculum_caps_sentence_length():
 
     short = list(speech.dataset("train", 6, longest=lambda i: 2))
     assert all(1 <= len(u.words) <= 2 for u in short)
-    longest = curriculum(steps=100, size=4)
-    assert longest(0) == 2 and longest(99) == 2 and longest(4 * 40) == 6 and longest(4 * 60) is None
+    longest = curriculum(encoder_steps=40, steps=100, size=4)
+    assert longest(0) is None and longest(4 * 39 + 3) is None  # the encoder's phase hears full sentences
+    assert longest(4 * 40) == 2 and longest(4 * 45) == 2  # the decoder's first tenth: one or two units
+    assert longest(4 * 50) == 4 and longest(4 * 60) is None
+
+
+def test_one_call_speaks_the_whole_vocabulary_cut_at_the_breaks():
+    """`vocabulary` cuts one espeak-ng call into units: one piece per unit, in order (a piece shifted by one
+    would not follow the lengths of the units spoken alone), and each is sound from end to end."""
+    voice = speech.Voice("English", "f3", 150, 50)
+    pieces = speech.vocabulary(voice)
+    assert list(pieces) == speech.ENGLISH_WORDS
+    sample = speech.ENGLISH_WORDS[::9]
+    cut = np.array([pieces[w].size for w in sample], float)
+    alone = np.array([speech.speak_alone(w, voice).size for w in sample], float)
+    assert np.corrcoef(cut, alone)[0, 1] > 0.8
+    assert np.corrcoef(cut[1:], alone[:-1])[0, 1] < 0.5  # what a cut one unit off would give
+    assert all(np.abs(p[:80]).max() > 0.005 and np.abs(p[-80:]).max() > 0.005 for p in pieces.values())
+    chinese = speech.vocabulary(speech.Voice("Chinese", "m2", 165, 65))
+    assert list(chinese) == speech.CHINESE_CHARACTERS

@@ -4,6 +4,8 @@ transformers loads strictly and our converter and engine take; the held-out scor
 from __future__ import annotations
 
 import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,9 +35,18 @@ def test_training_writes_an_official_checkpoint_that_converts_and_runs(tmp_path)
 
     lines: list[str] = []
     folder = train(
-        tmp_path / "ckpt", steps=3, minutes=5, batch_size=2, seed=0, lr=1e-3, log=lines.append, save_every=2
+        tmp_path / "ckpt",
+        steps=3,
+        minutes=5,
+        batch_size=2,
+        seed=0,
+        lr=1e-3,
+        log=lines.append,
+        save_every=2,
+        encoder_steps=1,
     )
-    assert lines[0].startswith("step      1  loss ") and lines[-1].startswith("trained 3 steps")
+    assert lines[0].startswith("step      1  loss   -    frames ")  # the encoder's phase
+    assert lines[-1].startswith("trained 3 steps")
     assert "saved the weights of step 2" in lines and not list(folder.glob("*.partial"))
 
     fresh = new_checkpoint(tmp_path / "random", seed=0)
@@ -54,3 +65,26 @@ def test_training_writes_an_official_checkpoint_that_converts_and_runs(tmp_path)
     segments, info = model.transcribe(utterance.audio)
     list(segments)
     assert info.duration == pytest.approx(utterance.seconds, abs=0.01)
+
+
+@espeak
+def test_frame_labels_name_the_unit_spoken_at_each_audio_token():
+    """The training-only frame labels: the token of the word spoken at each audio token's centre (tokens of
+    1000/13 ms, 13 per 100-frame chunk), `<|audio_pad|>` in the gaps."""
+    from tests.fixtures.trained.train import Trainer, new_checkpoint
+
+    trainer = Trainer(new_checkpoint(Path(tempfile.mkdtemp()) / "c", seed=0), seed=0)
+    rng = np.random.default_rng(3)
+    u = speech.utterance(["market", "river", "seven"], speech.Voice("English", "m1", 150, 50), rng, 0.6)
+    mel, prompt, answer, labels = trainer.example(u)
+    assert len(labels) == prompt.count(trainer.ids["audio_pad"])
+    pad = trainer.ids["audio_pad"]
+    for word in u.words:
+        unit = trainer.encode(" " + word.word)
+        assert len(unit) == 1  # every vocabulary word is one token
+        spoken = [i for i, label in enumerate(labels) if label == unit[0]]
+        centres = [(i // 13 + (8 * (i % 13) + 4) / 100) for i in spoken]
+        assert spoken == list(range(spoken[0], spoken[-1] + 1))  # one run
+        assert word.start <= min(centres) < word.start + 0.08 and word.end - 0.08 < max(centres) < word.end
+    assert labels[: int(0.6 * 13) - 1] == [pad] * (int(0.6 * 13) - 1)  # the lead-in silence
+    assert answer[-1] == trainer.ids["im_end"] and trainer.tokenizer.decode(answer[:-1]).endswith(u.text)
