@@ -89,14 +89,33 @@ def test_command_writes_audio_and_truth(tmp_path):
 
 
 def test_a_curriculum_caps_sentence_length():
-    from tests.fixtures.trained.train import curriculum
+    from tests.fixtures.trained.train import Plan, curriculum
 
     short = list(speech.dataset("train", 6, longest=lambda i: 2))
     assert all(1 <= len(u.words) <= 2 for u in short)
-    longest = curriculum(encoder_steps=40, steps=100, size=4)
-    assert longest(0) is None and longest(4 * 39 + 3) is None  # the encoder's phase hears full sentences
-    assert longest(4 * 40) == 2 and longest(4 * 45) == 2  # the decoder's first tenth: one or two units
-    assert longest(4 * 50) == 4 and longest(4 * 60) is None
+    plan = curriculum(encoder_steps=40, steps=140)
+    assert plan(0) == Plan(None, 1) and plan(39) == Plan(None, 1)  # the encoder's phase: single sentences
+    assert plan(40) == Plan(2, 1) and plan(49) == Plan(2, 1)  # the decoder's first tenth: one or two units
+    assert plan(60) == Plan(7, 1) and plan(70) == Plan(None, 1)  # growing, then full sentences
+    assert plan(85) == Plan(None, 4) and plan(100) == Plan(None, 8) and plan(139) == Plan(None, 8)
+
+
+def test_joined_sentences_keep_exact_times_and_one_language():
+    rng = np.random.default_rng(4)
+    stream = speech.dataset("train", 100, seed=5)
+    for _ in range(6):
+        u = speech.joined(rng, stream, 4)
+        assert all(speech.is_cjk_character(w.word) == (u.language == "Chinese") for w in u.words)
+        starts = [w.start for w in u.words]
+        assert starts == sorted(starts)
+        first = u.words[0]  # spoken by u.voice, where its times say (later sentences have their own voices)
+        piece = speech.speak(first.word, u.voice)
+        span = u.audio[int(round(first.start * SR)) : int(round(first.start * SR)) + piece.size]
+        assert span.size == piece.size and np.corrcoef(span, piece)[0, 1] > 0.9
+        assert all(np.abs(u.audio[int(w.start * SR) + 1 : int(w.end * SR)]).max() > 0.05 for w in u.words)
+        assert u.words[-1].end < u.seconds
+        joiner = "" if u.language == "Chinese" else " "
+        assert u.text.count("." if u.language == "English" else "。") >= 1 and joiner in u.text
 
 
 def test_one_call_speaks_the_whole_vocabulary_cut_at_the_breaks():
