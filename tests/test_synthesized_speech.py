@@ -132,3 +132,24 @@ def test_one_call_speaks_the_whole_vocabulary_cut_at_the_breaks():
     assert all(np.abs(p[:80]).max() > 0.005 and np.abs(p[-80:]).max() > 0.005 for p in pieces.values())
     chinese = speech.vocabulary(speech.Voice("Chinese", "m2", 165, 65))
     assert list(chinese) == speech.CHINESE_CHARACTERS
+
+
+def test_no_speech_is_silence_noise_or_music_with_nothing_to_write():
+    """What the model learns to answer `language None` for: no words, no text, audio at the asked length;
+    the music is tonal (a few strong frequencies), the noise is not; the same seed gives the same audio."""
+    rng = np.random.default_rng(8)
+    samples = [speech.no_speech(rng, 2.5) for _ in range(9)]
+    assert all(u.text == "" and u.language == "None" and not u.words for u in samples)
+    assert all(u.audio.size == int(2.5 * SR) and u.audio.dtype == np.float32 for u in samples)
+    assert {round(float(np.abs(u.audio).max()), 3) > 0.01 for u in samples} == {True, False}  # silence too
+
+    def flatness(x):  # spectral flatness: near 1 for white noise, near 0 for a few tones
+        p = np.abs(np.fft.rfft(x[:8192])) ** 2 + 1e-12
+        return float(np.exp(np.mean(np.log(p))) / np.mean(p))
+
+    tones = speech.music(np.random.default_rng(1), 2.0, 0.3)
+    hiss = speech.noise(np.random.default_rng(3), 2.0, 0.3)
+    assert abs(float(np.abs(tones).max()) - 0.3) < 1e-3 and abs(float(np.abs(hiss).max()) - 0.3) < 1e-3
+    assert flatness(tones[:8192]) < 0.05 < flatness(np.random.default_rng(0).normal(size=8192))
+    again = speech.no_speech(np.random.default_rng(8), 2.5)
+    assert np.array_equal(again.audio, samples[0].audio)
