@@ -3,6 +3,7 @@ transformers loads strictly and our converter and engine take; the held-out scor
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -70,13 +71,15 @@ def test_training_writes_an_official_checkpoint_that_converts_and_runs(tmp_path)
 @espeak
 def test_frame_labels_name_the_unit_spoken_at_each_audio_token():
     """The training-only frame labels: the token of the word spoken at each audio token's centre (tokens of
-    1000/13 ms, 13 per 100-frame chunk), `<|audio_pad|>` in the gaps."""
+    1000/13 ms, 13 per 100-frame chunk), `<|audio_pad|>` in the gaps; beside them the answer's token just
+    before that word (`<asr_text>` before the first; "Market", capitalised, before the second), unscored
+    (-100) in the gaps."""
     from tests.fixtures.trained.train import Trainer, new_checkpoint
 
     trainer = Trainer(new_checkpoint(Path(tempfile.mkdtemp()) / "c", seed=0), seed=0)
     rng = np.random.default_rng(3)
     u = speech.utterance(["market", "river", "seven"], speech.Voice("English", "m1", 150, 50), rng, 0.6)
-    mel, prompt, answer, labels = trainer.example(u)
+    mel, prompt, answer, labels, previous, guide = trainer.example(u)
     assert len(labels) == prompt.count(trainer.ids["audio_pad"])
     pad = trainer.ids["audio_pad"]
     for word in u.words:
@@ -88,3 +91,41 @@ def test_frame_labels_name_the_unit_spoken_at_each_audio_token():
         assert word.start <= min(centres) < word.start + 0.08 and word.end - 0.08 < max(centres) < word.end
     assert labels[: int(0.6 * 13) - 1] == [pad] * (int(0.6 * 13) - 1)  # the lead-in silence
     assert answer[-1] == trainer.ids["im_end"] and trainer.tokenizer.decode(answer[:-1]).endswith(u.text)
+    before = [trainer.ids["asr_text"], *trainer.encode("Market"), *trainer.encode(" river")]
+    assert len(previous) == len(labels)
+    for i, label in enumerate(labels):
+        if label == pad:
+            assert previous[i] == -100
+        else:
+            assert previous[i] == before[[trainer.encode(" " + w.word)[0] for w in u.words].index(label)]
+    # The guide: from the token read just before each word, to the audio tokens the word is spoken in.
+    sequence = prompt + answer
+    assert [trainer.tokenizer.decode(sequence[q + 1]).strip().lower() for q, _ in guide] == [
+        "market",
+        "river",
+        "seven",
+    ]
+    for (_, keys), word in zip(guide, u.words, strict=True):
+        assert [labels[k - prompt.index(pad)] for k in keys] == [trainer.encode(" " + word.word)[0]] * len(
+            keys
+        )
+        assert len(keys) == labels.count(trainer.encode(" " + word.word)[0])
+    twice = dataclasses.replace(u, text=f"{u.text} {u.text}", words=u.words * 2)  # as speech.joined writes
+    assert trainer.previous_tokens(twice) == before + trainer.encode(".") + trainer.encode(" Market river")
+
+
+def test_guide_loss_is_small_only_where_the_head_looks_at_the_guided_keys():
+    import torch
+
+    from tests.fixtures.trained.train import guide_loss
+
+    guide = torch.tensor([(0, 5, 1), (0, 5, 2), (1, 6, 3)])
+    looking = torch.zeros(2, 8, 8)
+    looking[0, 5, 1] = looking[0, 5, 2] = 0.5
+    looking[1, 6, 3] = 1.0
+    assert float(guide_loss(looking, guide)) < 1e-5
+    uniform = torch.full((2, 8, 8), 1 / 8)
+    assert abs(float(guide_loss(uniform, guide)) - (np.log(4) + np.log(8)) / 2) < 1e-4
+    elsewhere = torch.zeros(2, 8, 8)
+    elsewhere[:, :, 0] = 1.0
+    assert float(guide_loss(elsewhere, guide)) > 10
