@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from .languages import normalize_detected
+from .records import join_texts
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,23 @@ def fix_repetitions(text: str, threshold: int = 20) -> str:
     return text
 
 
+_MARKER = re.compile(r"\s*language\s+[A-Za-z]+\s*$")
+
+
+def _without_markers(token_ids: list[int], asr_text_id: int, detokenize) -> str:
+    """The text after the first `<asr_text>`, without any later `language X<asr_text>` the model wrote
+    (seen with a small model on long chunks; the official parser would keep it as text): a marker is never
+    written into a transcript."""
+    pieces, start = [], 0
+    for i, token in enumerate([*token_ids, asr_text_id]):
+        if token == asr_text_id:
+            pieces.append(token_ids[start:i])
+            start = i + 1
+    texts = [detokenize(p) for p in pieces]
+    texts = [_MARKER.sub("", t) if i + 1 < len(texts) else t for i, t in enumerate(texts)]
+    return join_texts(t.strip() for t in texts)
+
+
 def parse_output(
     token_ids: list[int], asr_text_id: int, detokenize, forced_language: str | None
 ) -> ParsedOutput:
@@ -40,7 +58,7 @@ def parse_output(
         return ParsedOutput(None, text, not text)
     cut = token_ids.index(asr_text_id)
     meta = detokenize(token_ids[:cut]).strip()
-    text = fix_repetitions(detokenize(token_ids[cut + 1 :]).strip())
+    text = fix_repetitions(_without_markers(token_ids[cut + 1 :], asr_text_id, detokenize))
     if "language none" in meta.lower():
         return ParsedOutput(None, "", True)
     language = None

@@ -334,3 +334,28 @@ def test_cpu_features_are_checked_against_the_cpu():
     # This machine's build runs on this machine (tests/run.sh rebuilds llama-cpp-python otherwise).
     assert missing_cpu_features() == []
     assert cpu_features()  # the system info was read
+
+
+def test_a_marker_written_again_inside_the_text_is_dropped():
+    """A model may write `language X<asr_text>` again inside its text (the small model trained here does on
+    long chunks): the transcript keeps the words on both sides and never the marker."""
+    from qwen3asr_plugin.engine.asr_output import parse_output
+
+    vocab = {
+        1: "language",
+        2: " English",
+        3: "Hello",
+        4: " world.",
+        5: " Again",
+        6: "我们",
+        7: " Chinese",
+        9: "<asr_text>",
+    }
+
+    def detokenize(ids):
+        return "".join(vocab[i] for i in ids)
+
+    assert parse_output([1, 2, 9, 3, 4, 1, 2, 9, 5], 9, detokenize, None).text == "Hello world. Again"
+    assert parse_output([1, 2, 9, 3, 4, 1, 7, 9, 6], 9, detokenize, None).text == "Hello world.我们"
+    assert parse_output([1, 2, 9, 3, 4], 9, detokenize, None).text == "Hello world."
+    assert parse_output([1, 2, 9, 9, 3], 9, detokenize, None).text == "Hello"
