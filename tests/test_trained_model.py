@@ -129,3 +129,40 @@ def test_guide_loss_is_small_only_where_the_head_looks_at_the_guided_keys():
     elsewhere = torch.zeros(2, 8, 8)
     elsewhere[:, :, 0] = 1.0
     assert float(guide_loss(elsewhere, guide)) > 10
+
+
+@espeak
+def test_aligner_training_writes_an_official_aligner_that_converts_and_times_words(tmp_path):
+    """align.py from a small ASR checkpoint: the official aligner names (its lm_head scores time classes), trained
+    weights, and a model our converter and Aligner take, one time pair per unit."""
+    from safetensors import safe_open
+
+    from qwen3asr_plugin import Aligner
+    from qwen3asr_plugin.engine.convert import convert
+    from tests.fixtures.trained import align
+    from tests.fixtures.trained.train import new_checkpoint
+
+    asr = new_checkpoint(tmp_path / "asr", seed=0)
+    lines: list[str] = []
+    folder = align.train(
+        asr, tmp_path / "aligner", steps=2, minutes=5, batch_size=2, log=lines.append, workers=0
+    )
+    assert lines[0].startswith("step      1  loss ") and lines[-1].startswith("trained ")
+    fresh = align.new_checkpoint(tmp_path / "random", seed=0)
+    with (
+        safe_open(str(folder / "model.safetensors"), "np") as f,
+        safe_open(str(fresh / "model.safetensors"), "np") as g,
+    ):
+        assert list(f.keys()) == list(g.keys())
+        assert f.get_tensor("thinker.lm_head.weight").shape[0] == align.CLASSES  # the official score head
+        name = "thinker.model.layers.1.self_attn.q_proj.weight"
+        assert not np.array_equal(f.get_tensor(name), g.get_tensor(name))
+    model = convert(folder, tmp_path / "converted", encoder_precisions=("fp32",), decoder_quants=("f32",))
+    u = next(speech.dataset("heldout", 1))
+    words = [
+        w
+        for w in Aligner(model, device="cpu").align(u.audio, u.text, language=u.language)
+        if w.word.strip(" .。")
+    ]
+    assert len(words) == len(u.words)
+    assert all(0 <= w.start <= w.end <= u.seconds for w in words)
