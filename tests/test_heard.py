@@ -328,3 +328,43 @@ def test_ffmpeg_host_muxes_a_track_with_the_words_at_their_times(heard, short_ta
             )
     print("ffmpeg", placed, total, len(spoken))
     assert total >= 0.35 * len(spoken) and placed >= PLACED_BAR * total, (placed, total, len(spoken))
+
+
+def test_every_precision_of_the_converter_still_hears(heard, tmp_path):
+    """The trained checkpoint through `qwen3asr convert` at every encoder precision and decoder type: the
+    held-out error stays within a few points of the exact f32 conversion (a converter that garbles weights in
+    one type hears nothing)."""
+    from qwen3asr_plugin import ASRModel
+
+    folder = convert(
+        TRAINED / "asr",
+        tmp_path / "all",
+        encoder_precisions=("fp32", "fp16", "int8"),
+        decoder_quants=("f32", "f16", "bf16", "q8_0"),
+    )
+    utterances = list(speech.dataset("heldout", 12))
+
+    def rate(**choice) -> float:
+        model = ASRModel(folder, aligner=False, device="cpu", **choice)
+        errors = total = 0
+        for u in utterances:
+            segments, _ = model.transcribe(u.audio)
+            truth = units(u.text, u.language)
+            errors += edit_distance(truth, units("".join(s.text for s in segments), u.language))
+            total += len(truth)
+        return errors / total
+
+    exact = rate(encoder_precision="fp32", decoder_quant="f32")
+    figures = {
+        (encoder, decoder): rate(encoder_precision=encoder, decoder_quant=decoder)
+        for encoder, decoder in [
+            ("fp16", "f32"),
+            ("int8", "f32"),
+            ("fp32", "f16"),
+            ("fp32", "bf16"),
+            ("fp32", "q8_0"),
+        ]
+    }
+    print("precisions", round(exact, 3), {k: round(v, 3) for k, v in figures.items()})
+    assert exact < 0.7
+    assert all(value <= exact + 0.08 for value in figures.values()), (exact, figures)
