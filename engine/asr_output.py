@@ -52,7 +52,9 @@ def parse_output(
 ) -> ParsedOutput:
     """Split generated tokens into language and text; `detokenize` maps ids to a str."""
     if forced_language:
-        return ParsedOutput(forced_language, fix_repetitions(detokenize(token_ids).strip()), False)
+        return ParsedOutput(
+            forced_language, fix_repetitions(_without_markers(token_ids, asr_text_id, detokenize)), False
+        )
     if asr_text_id not in token_ids:
         text = fix_repetitions(detokenize(token_ids).strip())
         return ParsedOutput(None, text, not text)

@@ -359,3 +359,4 @@ def test_a_marker_written_again_inside_the_text_is_dropped():
     assert parse_output([1, 2, 9, 3, 4, 1, 7, 9, 6], 9, detokenize, None).text == "Hello world.我们"
     assert parse_output([1, 2, 9, 3, 4], 9, detokenize, None).text == "Hello world."
     assert parse_output([1, 2, 9, 9, 3], 9, detokenize, None).text == "Hello"
+    assert parse_output([3, 4, 1, 2, 9, 5], 9, detokenize, "English").text == "Hello world. Again"  # forced

@@ -45,6 +45,7 @@ def test_training_writes_an_official_checkpoint_that_converts_and_runs(tmp_path)
         log=lines.append,
         save_every=2,
         encoder_steps=1,
+        guided=1.0,
     )
     assert lines[0].startswith("step      1  loss   -    frames ")  # the encoder's phase
     assert lines[-1].startswith("trained 3 steps")
