@@ -248,7 +248,7 @@ def test_mpv_shows_the_words_while_they_are_spoken(heard, short_talk, tmp_path):
     at moments in the middle of spoken words, before and after the start position, `sub-text` holds that word."""
     from qwen3asr_plugin.hosts.mpv import script_path
     from tests.mpv_ipc import Mpv
-    from tests.test_mpv import wait_for
+    from tests.test_mpv import generate_from, wait_for
 
     asr, aligner = heard
     t, _, video = short_talk
@@ -258,12 +258,7 @@ def test_mpv_shows_the_words_while_they_are_spoken(heard, short_talk, tmp_path):
     )
     mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts={opts}")
     try:
-        mpv.command("loadfile", str(video))
-        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
-        mpv.command("seek", 40, "absolute")
-        assert wait_for(lambda: (mpv.get("time-pos") or 0) > 39, 10, mpv)
-        mpv.command("script-message-to", "qwen3asr", "generate")
-        assert wait_for(lambda: mpv.messages("qwen3asr-done"), 180, mpv), mpv.messages("qwen3asr-failed")
+        generate_from(mpv, video, 40, timeout=180)
         words = [w for _, w in t.words]
         picks = [words[i] for i in np.linspace(2, len(words) - 3, 10).astype(int)]
         assert any(w.start < 40 for w in picks) and any(w.start > 40 for w in picks)

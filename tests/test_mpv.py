@@ -40,6 +40,16 @@ def wait_for(predicate, timeout: float, mpv: Mpv):
     return False
 
 
+def generate_from(mpv: Mpv, media: Path, position: float, timeout: float) -> None:
+    """Load `media`, seek to `position`, ask the host script for subtitles and wait until it is done."""
+    mpv.command("loadfile", str(media))
+    assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+    mpv.command("seek", position, "absolute")
+    assert wait_for(lambda: (mpv.get("time-pos") or 0) > position - 1, 10, mpv)
+    mpv.command("script-message-to", "qwen3asr", "generate")
+    assert wait_for(lambda: mpv.messages("qwen3asr-done"), timeout, mpv), mpv.messages("qwen3asr-failed")
+
+
 def test_subtitles_appear_and_grow_while_watching(models, video, tmp_path):
     opts = ",".join(
         [
@@ -51,12 +61,7 @@ def test_subtitles_appear_and_grow_while_watching(models, video, tmp_path):
     )
     mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts={opts}")
     try:
-        mpv.command("loadfile", str(video))
-        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
-        mpv.command("seek", 40, "absolute")
-        assert wait_for(lambda: (mpv.get("time-pos") or 0) > 39, 10, mpv)
-        mpv.command("script-message-to", "qwen3asr", "generate")
-        assert wait_for(lambda: mpv.messages("qwen3asr-done"), 120, mpv), mpv.messages("qwen3asr-failed")
+        generate_from(mpv, video, 40, timeout=120)
 
         updates = [int(args[0]) for args in mpv.messages("qwen3asr-update")]
         assert len(updates) >= 3 and updates == sorted(updates)  # the track grew chunk by chunk
