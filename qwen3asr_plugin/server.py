@@ -13,7 +13,10 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from .api import render_subtitles
 from .engine.errors import Qwen3ASRError
 from .engine.languages import canonical_language
 from .engine.records import Cue, Transcript, join_texts, separator
-from .runner import RunOptions, Transcription
+from .runner import Cancelled, RunOptions, Transcription
 
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 
@@ -144,37 +147,62 @@ class TranscriptionServer:
                     code="server_busy",
                 )
             options = replace(self.run_options, language=language, context=prompt)
-            run = Transcription(self.model, tmp, options)
+            name = upload.filename or "upload"
             if stream:
-                return StreamingResponse(self._stream(run), media_type="text/event-stream")
-            async with self.turn():
-                transcript = await run_in_threadpool(run.finish)
+                return StreamingResponse(
+                    self._stream(request, tmp, name, options), media_type="text/event-stream"
+                )
+            async with ClientWatch(request) as client, self.turn(client) as ours:
+                if not ours:
+                    return Response(status_code=499)  # nobody is waiting for the answer
+                run = Transcription(self.model, tmp, options, should_stop=client.gone.is_set)
+                try:
+                    transcript = await run_in_threadpool(run.finish)
+                except Cancelled:
+                    client.report(name)
+                    return Response(status_code=499)
         except Qwen3ASRError as exc:
-            return error(400, str(exc).replace(tmp, upload.filename or "upload"), param="file")
+            return error(400, str(exc).replace(tmp, name), param="file")
         finally:
             if not stream:
                 Path(tmp).unlink(missing_ok=True)
         return self._respond(fmt, transcript, granularities)
 
     @contextlib.asynccontextmanager
-    async def turn(self):
-        """Wait for the model (counted as queued while waiting), then hold it."""
+    async def turn(self, client: ClientWatch | None = None):
+        """Wait for the model (counted as queued while waiting), then hold it. Yields False, without the model,
+        when the client leaves while waiting: the queue moves on without it."""
         self.waiting += 1
-        queued = True
+        acquire = asyncio.ensure_future(self.lock.acquire())
+        waits = {acquire} if client is None else {acquire, asyncio.ensure_future(client.left.wait())}
         try:
-            async with self.lock:
-                self.waiting -= 1
-                queued = False
-                yield
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled while waiting: give the lock back if it was just granted
+            acquire.cancel()
+            if acquire.done() and not acquire.cancelled():
+                self.lock.release()
+            raise
         finally:
-            if queued:
-                self.waiting -= 1
-
-    async def _stream(self, run: Transcription):
-        """Server-sent events: transcript.text.delta per segment as it is recognised, then the cues as
-        transcript.segment events and transcript.text.done."""
+            self.waiting -= 1
+            for task in waits - {acquire}:
+                task.cancel()
+        if not acquire.done():
+            acquire.cancel()  # asyncio.Lock hands a lock granted to a cancelled waiter to the next one
+        held = acquire.done() and not acquire.cancelled()
         try:
-            async with self.turn():
+            yield held
+        finally:
+            if held:
+                self.lock.release()
+
+    async def _stream(self, request: Request, tmp: str, name: str, options: RunOptions):
+        """Server-sent events: transcript.text.delta per segment as it is recognised, then the cues as
+        transcript.segment events and transcript.text.done. A client that leaves stops the run."""
+        try:
+            async with ClientWatch(request) as client, self.turn(client) as ours:
+                if not ours:
+                    return
+                run = Transcription(self.model, tmp, options, should_stop=client.gone.is_set)
                 started = False
                 try:
                     async for segment in iterate_in_threadpool(iter(run)):
@@ -182,8 +210,11 @@ class TranscriptionServer:
                         started = started or bool(segment.text)
                         yield _sse("transcript.text.delta", {"type": "transcript.text.delta", "delta": delta})
                     transcript = await run_in_threadpool(run.finish)
+                except Cancelled:
+                    client.report(name)
+                    return
                 except Qwen3ASRError as exc:
-                    yield _sse("error", {"type": "error", "error": {"message": str(exc)}})
+                    yield _sse("error", {"type": "error", "error": {"message": str(exc).replace(tmp, name)}})
                     return
                 segments = [_cue_json(i, c) for i, c in enumerate(transcript.cues)]
                 for segment in segments:
@@ -191,7 +222,7 @@ class TranscriptionServer:
                 done = {"type": "transcript.text.done", "text": transcript.text, "segments": segments}
                 yield _sse("transcript.text.done", done)
         finally:
-            Path(run.source).unlink(missing_ok=True)
+            Path(tmp).unlink(missing_ok=True)
 
     def _respond(self, fmt: str, transcript: Transcript, granularities: set[str]) -> Response:
         if fmt == "json" and not granularities:
@@ -214,6 +245,42 @@ class TranscriptionServer:
         if "word" in granularities:
             data["words"] = [w for s in data["segments"] for w in s["words"]]
         return JSONResponse(data)
+
+
+class ClientWatch:
+    """Whether the client is still there, checked every `every` seconds while its request waits or runs.
+
+    A run stops between chunks once its client has gone (`gone`, read by the worker thread), and a request
+    that leaves while queued gives up its turn (`left`). Subtitle Edit abandons a request at its timeout
+    (300 s by default) and may retry: without this the retry would wait behind the abandoned run."""
+
+    def __init__(self, request: Request, every: float = 0.2):
+        self.request, self.every = request, every
+        self.gone = threading.Event()
+        self.left = asyncio.Event()
+        self.since = time.monotonic()
+
+    async def __aenter__(self) -> ClientWatch:
+        self.task = asyncio.ensure_future(self._watch())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    async def _watch(self) -> None:
+        while not await self.request.is_disconnected():
+            await asyncio.sleep(self.every)
+        self.gone.set()
+        self.left.set()
+
+    def report(self, name: str) -> None:
+        print(
+            f"qwen3asr: {name}: the client left after {time.monotonic() - self.since:.0f} s; stopped",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _sse(event: str, data: dict) -> str:

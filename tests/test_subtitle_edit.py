@@ -6,19 +6,26 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 import uuid
+import wave
 from pathlib import Path
 
 import pysubs2
 import pytest
+import uvicorn
 
+from qwen3asr_plugin.engine.records import Segment, TranscriptionInfo
 from qwen3asr_plugin.hosts.subtitle_edit import SubtitleEditHost
+from qwen3asr_plugin.server import TranscriptionServer
 from tests.media import video_with_audio, write_wav
 from tests.parity import speech_like
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, free_port
 from tests.test_server import wav_bytes
 
 PLUGIN = str(Path(sys.executable).parent / "qwen3asr-se-plugin")
@@ -210,3 +217,98 @@ def test_install_and_uninstall(tmp_path, monkeypatch):
         and json.loads((request.parent / "response.json").read_text())["status"] == "error"
     )
     assert "removed" in host.uninstall() and not folder.exists()
+
+
+class SlowEngine:
+    """An Engine that spends `each` seconds on every 1-second chunk of its input, reporting progress after each
+    (as the pipeline does), and records how many chunks each run decoded. Chunks 3 to 29 are music (no
+    segment), so that a stream stopped only when it next sends something would go on to chunk 30."""
+
+    def __init__(self, each: float):
+        self.each = each
+        self.runs: list[list[int]] = []
+
+    def transcribe(self, source, on_progress=None, **keywords):
+        with wave.open(str(source)) as w:
+            chunks = int(w.getnframes() / w.getframerate())
+        info = TranscriptionInfo("English", 0.0)
+        done: list[int] = []
+        self.runs.append(done)
+
+        def stream():
+            for i in range(chunks):
+                time.sleep(self.each)
+                done.append(i)
+                on_progress(i + 1.0)
+                if not 3 <= i < 30:
+                    yield Segment(i, float(i), i + 0.9, f"word{i}.", "English")
+            info.duration = float(chunks)
+
+        return stream(), info
+
+
+@pytest.fixture
+def slow_server():
+    """`qwen3asr serve`'s app over real HTTP (uvicorn, as `serve` runs it) with a SlowEngine."""
+    engine = SlowEngine(each=0.2)
+    app = TranscriptionServer(engine, "slow")
+    server = uvicorn.Server(uvicorn.Config(app.app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield app, engine, f"http://127.0.0.1:{server.config.port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def abandoned(url: str, fields: list[tuple[str, str]], seconds: float) -> socket.socket:
+    """Send SE's request over a raw connection and return it unread (close it to leave, as SE's HttpClient
+    does when its timeout (OpenAiCompatibleSttTimeoutSeconds) runs out)."""
+    body, ctype = dotnet_multipart(fields, wav_bytes(seconds))
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    head = (
+        f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {ctype}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def wait_for(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_request_whose_client_left_stops_and_the_retry_runs_at_once(slow_server, stream):
+    app, engine, url = slow_server
+    fields = [*SE_FIELDS, ("stream", "true")] if stream else SE_FIELDS
+    first = abandoned(url, fields, 40.0)  # 40 chunks: 8 s if decoded to the end
+    wait_for(lambda: engine.runs and len(engine.runs[0]) >= 5)  # in the music
+    first.close()
+    body, ctype = dotnet_multipart(fields, wav_bytes(3.0))
+    _, text = send(type("S", (), {"url": url}), body, ctype)  # the retry
+    assert "word2." in text
+    assert len(engine.runs) == 2 and len(engine.runs[1]) == 3
+    assert len(engine.runs[0]) < 12  # stopped within a chunk or two of the client leaving, not at 31 or 40
+    wait_for(lambda: not app.lock.locked())
+    assert app.waiting == 0
+
+
+def test_a_request_that_leaves_the_queue_is_never_run(slow_server):
+    app, engine, url = slow_server
+    running = abandoned(url, SE_FIELDS, 10.0)
+    wait_for(lambda: engine.runs)
+    queued = abandoned(url, SE_FIELDS, 10.0)
+    wait_for(lambda: app.waiting == 1)
+    queued.close()
+    wait_for(lambda: app.waiting == 0, timeout=5)
+    body, ctype = dotnet_multipart(SE_FIELDS, wav_bytes(2.0))
+    _, text = send(type("S", (), {"url": url}), body, ctype)
+    running.close()
+    assert "word1." in text
+    assert [len(r) for r in engine.runs] == [10, 2]  # the first ran to its end, the one that left never ran
