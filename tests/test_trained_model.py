@@ -87,7 +87,7 @@ def test_frame_labels_name_the_unit_spoken_at_each_audio_token():
         unit = trainer.encode(" " + word.word)
         assert len(unit) == 1  # every vocabulary word is one token
         spoken = [i for i, label in enumerate(labels) if label == unit[0]]
-        centres = [(i // 13 + (8 * (i % 13) + 4) / 100) for i in spoken]
+        centres = [(i // 13 + 8 * (i % 13) / 100) for i in spoken]
         assert spoken == list(range(spoken[0], spoken[-1] + 1))  # one run
         assert word.start <= min(centres) < word.start + 0.08 and word.end - 0.08 < max(centres) < word.end
     assert labels[: int(0.6 * 13) - 1] == [pad] * (int(0.6 * 13) - 1)  # the lead-in silence
