@@ -201,22 +201,73 @@ def test_plugin_without_a_video_answers_with_an_error(tmp_path):
     assert response["status"] == "error" and "open a video" in response["message"]
 
 
+def se_launch_path(plugin_folder: Path, manifest: dict, key: str) -> Path:
+    """What SE 5 runs (PluginCatalog.ResolveLaunchPath): Path.Combine(folder, executables[os]), which is the
+    second path alone when it is rooted, and only if File.Exists."""
+    executable = manifest["executables"][key]
+    path = Path(executable) if Path(executable).is_absolute() else plugin_folder / executable
+    assert path.is_file(), f"SE would not find {path}"
+    return path
+
+
 def test_install_and_uninstall(tmp_path, monkeypatch):
     monkeypatch.setenv("QWEN3ASR_SE_DATA", str(tmp_path / "se"))
     host = SubtitleEditHost()
     assert "installed" in host.install()
     folder = tmp_path / "se" / "Plugins" / "Qwen3ASR"
     manifest = json.loads((folder / "plugin.json").read_text())
-    assert manifest["apiVersion"] == 1 and manifest["executables"]["linux"] == "qwen3asr-se"
-    wrapper = folder / "qwen3asr-se"
-    assert os.access(wrapper, os.X_OK) and "qwen3asr-se-plugin" in wrapper.read_text()
+    assert manifest["apiVersion"] == 1 and set(manifest["executables"]) == {"linux"}
+    launch = se_launch_path(folder, manifest, "linux")
+    assert launch == Path(PLUGIN)
     request = se_request(tmp_path, None, None)
-    run = subprocess.run([str(wrapper), str(request)], cwd=folder, capture_output=True, text=True)
+    run = subprocess.run([str(launch), str(request)], cwd=folder, capture_output=True, text=True)
     assert (
         run.returncode == 0
         and json.loads((request.parent / "response.json").read_text())["status"] == "error"
     )
     assert "removed" in host.uninstall() and not folder.exists()
+
+
+# Windows install layouts: (site-packages, scripts folder, python.exe), under a profile with a non-ASCII name.
+# pip's RECORD lists the script relative to site-packages.
+WINDOWS_LAYOUTS = {
+    "venv": ("venv/Lib/site-packages", "venv/Scripts", "venv/Scripts/python.exe"),
+    "system": ("Python311/Lib/site-packages", "Python311/Scripts", "Python311/python.exe"),
+    "user": (
+        "AppData/Roaming/Python/Python311/site-packages",
+        "AppData/Roaming/Python/Python311/Scripts",
+        "Python311/python.exe",
+    ),
+    "conda": ("miniconda3/Lib/site-packages", "miniconda3/Scripts", "miniconda3/python.exe"),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(WINDOWS_LAYOUTS))
+def test_windows_manifest_names_the_installed_exe(tmp_path, monkeypatch, layout):
+    from importlib import metadata
+
+    import qwen3asr_plugin.hosts.subtitle_edit as se
+
+    root = tmp_path / "Users" / "José Müller"
+    site, scripts, python = (root / p for p in WINDOWS_LAYOUTS[layout])
+    info = site / "qwen3asr_plugin-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    scripts.mkdir(parents=True, exist_ok=True)
+    exe = scripts / "qwen3asr-se-plugin.exe"
+    exe.write_bytes(b"MZ")
+    relative = os.path.relpath(exe, site).replace(os.sep, "/")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: qwen3asr-plugin\nVersion: 0.1.0\n")
+    (info / "RECORD").write_text(f"qwen3asr_plugin/__init__.py,,\n{relative},,\n", encoding="utf-8")
+    monkeypatch.setattr(se.metadata, "distribution", lambda name: metadata.PathDistribution(info))
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(sys, "executable", str(python))
+    monkeypatch.setenv("QWEN3ASR_SE_DATA", str(root / "AppData" / "Roaming" / "Subtitle Edit"))
+    host = SubtitleEditHost()
+    host.install()
+    manifest = json.loads((host.folder() / "plugin.json").read_text(encoding="utf-8"))
+    assert set(manifest["executables"]) == {"windows"}
+    assert se_launch_path(host.folder(), manifest, "windows") == exe
+    assert not list(host.folder().glob("*.cmd"))
 
 
 class SlowEngine:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import stat
 import sys
+import sysconfig
+from importlib import metadata
 from pathlib import Path
 
 from qwen3asr_plugin import __version__, hookimpl
@@ -23,8 +24,10 @@ from qwen3asr_plugin.api import (
     render_subtitles,
     transcribe_to_transcript,
 )
+from qwen3asr_plugin.engine.errors import Qwen3ASRError
 
 PLUGIN_FOLDER = "Qwen3ASR"
+PLATFORM_KEYS = {"win32": "windows", "darwin": "macos"}  # plugin.json's `executables` keys; others: linux
 SETTINGS_VERSION = 1
 # `aligner`: a preset or folder (None: the model preset's own; false: none); `replacements`: a replacement
 # table file (`old<TAB>new` per line), as `--replace` takes; `itn`: Chinese numbers as digits, as `--itn`.
@@ -105,24 +108,48 @@ def main(argv: list[str] | None = None) -> int:
     return run(args[0])
 
 
+def installed_script(name: str) -> Path:
+    """The absolute path of this installation's console script `name` (`.exe` on Windows).
+
+    The path pip recorded in the distribution's RECORD when there is one (venv, system, `--user` and conda
+    installs alike; pip writes scripts to the scheme's scripts folder, which is not beside `python.exe`
+    outside a venv), else the scripts folder of the install scheme whose site-packages holds this package
+    (editable installs)."""
+    exe = name + (".exe" if sys.platform == "win32" else "")
+    try:
+        dist = metadata.distribution("qwen3asr-plugin")
+        for file in dist.files or ():
+            if file.name == exe:
+                return Path(os.path.normpath(dist.locate_file(file))).absolute()
+    except metadata.PackageNotFoundError:
+        pass
+    here = Path(__file__).resolve()
+    user = sysconfig.get_preferred_scheme("user")
+    if here.is_relative_to(Path(sysconfig.get_path("purelib", user)).resolve()):
+        return Path(sysconfig.get_path("scripts", user)) / exe
+    return Path(sysconfig.get_path("scripts")) / exe
+
+
 class SubtitleEditHost:
     def folder(self) -> Path:
         return se_data_folder() / "Plugins" / PLUGIN_FOLDER
 
     def install(self) -> str:
         folder = self.folder()
+        # SE runs Path.Combine(pluginFolder, executable), which returns `executable` itself when it is rooted
+        # (PluginCatalog.ResolveLaunchPath), and needs File.Exists: so the installed script's absolute path,
+        # with no launcher file between (a .cmd would be read in the console's OEM code page).
+        exe = installed_script("qwen3asr-se-plugin")
+        if not exe.exists():
+            found = shutil.which("qwen3asr-se-plugin")
+            if found is None:
+                raise Qwen3ASRError(
+                    f"{exe}: the qwen3asr-se-plugin program is missing; reinstall qwen3asr-plugin with pip"
+                )
+            exe = Path(found).absolute()
         folder.mkdir(parents=True, exist_ok=True)
-        bin_dir = Path(sys.executable).parent
-        if sys.platform == "win32":
-            exe = bin_dir / "qwen3asr-se-plugin.exe"
-            (folder / "qwen3asr-se.cmd").write_text(f'@"{exe}" %*\r\n', encoding="utf-8")
-        else:
-            exe = bin_dir / "qwen3asr-se-plugin"
-            if not exe.exists():
-                exe = Path(shutil.which("qwen3asr-se-plugin") or exe)
-            wrapper = folder / "qwen3asr-se"
-            wrapper.write_text(f'#!/bin/sh\nexec "{exe}" "$@"\n', encoding="utf-8")
-            wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        for legacy in ("qwen3asr-se.cmd", "qwen3asr-se"):  # launchers earlier versions wrote
+            (folder / legacy).unlink(missing_ok=True)
         manifest = {
             "apiVersion": 1,
             "name": "Qwen3-ASR speech to text",
@@ -130,7 +157,7 @@ class SubtitleEditHost:
             "version": __version__,
             "author": "qwen3asr-plugin",
             "menu": "Tools",
-            "executables": {"windows": "qwen3asr-se.cmd", "linux": "qwen3asr-se", "macos": "qwen3asr-se"},
+            "executables": {PLATFORM_KEYS.get(sys.platform, "linux"): str(exe)},
         }
         (folder / "plugin.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         return (
