@@ -185,6 +185,11 @@ def _lines(words: list[TimedWord], rules: CueRules) -> tuple[str, ...]:
     return best
 
 
+def break_lines(words: list[TimedWord], language: str | None = None, **overrides) -> tuple[str, ...]:
+    """The lines a cue of these words shows under the language's rules (rule 4), whatever its length."""
+    return _lines(words, rules_for(language, _text(words), **overrides))
+
+
 def timed_words(segments) -> list[TimedWord]:
     """Timed words of all segments; a segment without word timings spreads its words over its span."""
     words: list[TimedWord] = []

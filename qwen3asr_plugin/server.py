@@ -70,6 +70,7 @@ class TranscriptionServer:
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
                 Route("/health", self.health, methods=["GET"]),
+                Route("/", self.health, methods=["GET", "HEAD"]),  # Subtitle Edit probes the root first
             ]
         )
 
@@ -196,8 +197,13 @@ class TranscriptionServer:
                 self.lock.release()
 
     async def _stream(self, request: Request, tmp: str, name: str, options: RunOptions):
-        """Server-sent events: transcript.text.delta per segment as it is recognised, then the cues as
-        transcript.segment events and transcript.text.done. A client that leaves stops the run."""
+        """Server-sent events, as OpenAI's streamed transcription sends them: transcript.text.delta per segment
+        as it is recognised, then transcript.text.done with the text and the cues as `segments`. A client
+        that leaves stops the run.
+
+        No transcript.segment events: Subtitle Edit 5 adds a paragraph for each through a Progress callback
+        that it does not wait for, and adds the done event's segments when none has arrived yet
+        (SpeechToTextViewModel.IngestTranscriptionResponse), so the same cues could be added twice."""
         try:
             async with ClientWatch(request) as client, self.turn(client) as ours:
                 if not ours:
@@ -217,8 +223,6 @@ class TranscriptionServer:
                     yield _sse("error", {"type": "error", "error": {"message": str(exc).replace(tmp, name)}})
                     return
                 segments = [_cue_json(i, c) for i, c in enumerate(transcript.cues)]
-                for segment in segments:
-                    yield _sse("transcript.segment", {"type": "transcript.segment", "segment": segment})
                 done = {"type": "transcript.text.done", "text": transcript.text, "segments": segments}
                 yield _sse("transcript.text.done", done)
         finally:

@@ -276,23 +276,52 @@ def test_mpv_shows_the_words_while_they_are_spoken(heard, short_talk, tmp_path):
         mpv.close()
 
 
-def test_serve_returns_subtitle_sized_segments_with_the_words(heard, short_talk):
-    from tests.test_runner import post
+def se_mp3(wav: Path) -> Path:
+    """The upload Subtitle Edit 5 makes by default (SpeechToTextViewModel.GetFfmpegTranscodeFormatString, "mp3"):
+    16 kHz mono MP3 at 32 kbit/s, named by a GUID."""
+    mp3 = wav.with_name("0f8fad5b-d9cb-469f-a165-70867728950e.mp3")
+    ffmpeg(
+        "-i",
+        str(wav),
+        "-vn",
+        "-ar",
+        "16000",
+        "-ac",
+        "1",
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        "32k",
+        "-f",
+        "mp3",
+        str(mp3),
+    )
+    return mp3
+
+
+def test_subtitle_edit_request_gets_subtitle_sized_segments_with_the_words(heard, short_talk):
+    """SE 5's OpenAI-compatible request as its OpenAiSttService sends it (verbose_json, both timestamp
+    granularities, the mp3 part last), after its HEAD probe; one subtitle per segment, as SE makes them."""
+    import urllib.request
+
+    from tests.test_subtitle_edit import SE_FIELDS, dotnet_multipart
 
     asr, aligner = heard
     t, wav, _ = short_talk
+    mp3 = se_mp3(wav)
     with ServerProcess("--model", asr, "--aligner", aligner) as server:
-        reply = json.loads(
-            post(
-                server.url,
-                [("response_format", "verbose_json"), ("timestamp_granularities[]", "segment")]
-                + [("timestamp_granularities[]", "word")],
-                wav.read_bytes(),
-            )
-        )
+        probe = urllib.request.Request(server.url + "/", method="HEAD")
+        with urllib.request.urlopen(probe, timeout=8) as r:
+            assert r.status == 200
+        body, ctype = dotnet_multipart(SE_FIELDS, mp3.read_bytes(), mp3.name, "audio/mpeg")
+        request = urllib.request.Request(f"{server.url}/v1/audio/transcriptions", data=body, method="POST")
+        request.add_header("Content-Type", ctype)
+        with urllib.request.urlopen(request, timeout=300) as r:
+            reply = json.loads(r.read())
     segments = reply["segments"]
     assert len(segments) >= 8
     for s in segments:
+        assert isinstance(s["id"], int) and isinstance(s["seek"], int)  # else SE reads the body as plain text
         rules = rules_for(s.get("language"), s["text"])
         assert s["end"] - s["start"] <= rules.max_duration_seconds + 1e-3, s
         assert width(s["text"].replace("\n", ""), rules.cjk) <= rules.max_lines * rules.max_line_chars, s
@@ -300,6 +329,58 @@ def test_serve_returns_subtitle_sized_segments_with_the_words(heard, short_talk)
         said = [u for s in segments for u in units(s["text"], language)]
         print("serve", language, round(error_rate(t.text(language), said), 3))
         assert error_rate(t.text(language), said) <= TALK_BAR[language], language
+
+
+def sentences(t: speech.Talk) -> list[tuple[str, list]]:
+    """The talk's sentences (units parted by pauses of 0.25 s or more): (language, units)."""
+    out: list[tuple[str, list]] = []
+    for language, w in t.words:
+        if out and out[-1][0] == language and w.start - out[-1][1][-1].end < 0.25:
+            out[-1][1].append(w)
+        else:
+            out.append((language, [w]))
+    return out
+
+
+def test_subtitle_edit_plugin_retranscribes_the_selected_lines(heard, short_talk, tmp_path):
+    """A subtitle timed to the talk's sentences with placeholder text; the plugin, run as SE runs it with
+    lines selected, writes what is said into those lines and leaves the others as they were."""
+    from tests.test_subtitle_edit import PLUGIN, se_request
+
+    asr, aligner = heard
+    t, _, video = short_talk
+    lines = sentences(t)
+
+    def stamp(x: float) -> str:
+        ms = round(x * 1000)
+        return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+    subrip = "".join(
+        f"{i + 1}\n{stamp(ws[0].start)} --> {stamp(ws[-1].end)}\n(line {i + 1})\n\n"
+        for i, (_, ws) in enumerate(lines)
+    )
+    english = [i for i, (language, _) in enumerate(lines) if language == "English"]
+    chinese = [i for i, (language, _) in enumerate(lines) if language == "Chinese"]
+    selected = [english[1], english[2], chinese[1]]
+    request = se_request(tmp_path, str(video), {"model": asr, "aligner": aligner})
+    data = json.loads(request.read_text(encoding="utf-8-sig"))
+    data["subtitle"]["subRip"] = data["subtitle"]["native"] = subrip.replace("\n", "\r\n")
+    data["selectedIndices"] = selected
+    request.write_text(json.dumps(data), encoding="utf-8")
+    run = subprocess.run([PLUGIN, str(request)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    response = json.loads((request.parent / "response.json").read_text(encoding="utf-8"))
+    assert response["status"] == "ok", response["message"]
+    subs = pysubs2.SSAFile.from_string(response["subtitle"]["native"], format_="srt")
+    assert len(subs) == len(lines)
+    for i, cue in enumerate(subs):
+        if i not in selected:
+            assert cue.plaintext == f"(line {i + 1})"
+    for language, picked in (("English", selected[:2]), ("Chinese", selected[2:])):
+        truth = [w.word for i in picked for w in lines[i][1]]
+        said = [u for i in picked for u in units(subs[i].plaintext, language)]
+        print("se plugin", language, round(error_rate(truth, said), 3), said)
+        assert error_rate(truth, said) <= TALK_BAR[language], (truth, said)
 
 
 def test_ffmpeg_host_muxes_a_track_with_the_words_at_their_times(heard, short_talk, tmp_path):

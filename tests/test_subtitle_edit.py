@@ -16,11 +16,14 @@ import uuid
 import wave
 from pathlib import Path
 
+import numpy as np
 import pysubs2
 import pytest
 import uvicorn
+from scipy.io import wavfile
 
-from qwen3asr_plugin.engine.records import Segment, TranscriptionInfo
+from qwen3asr_plugin.engine.cues import rules_for, width
+from qwen3asr_plugin.engine.records import Segment, TranscriptionInfo, Word
 from qwen3asr_plugin.hosts.subtitle_edit import SubtitleEditHost
 from qwen3asr_plugin.server import TranscriptionServer
 from tests.media import video_with_audio, write_wav
@@ -33,35 +36,45 @@ SRT = re.compile(r"(?:\d+\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n(?:[^\
 
 
 def dotnet_multipart(
-    fields: list[tuple[str, str]], audio: bytes, filename: str = "audio.wav"
+    fields: list[tuple[str, str]], audio: bytes, filename: str = "audio.wav", media_type: str = "audio/wav"
 ) -> tuple[bytes, str]:
-    """The body .NET's MultipartFormDataContent writes for SE's OpenAiSttService: the file part first (audio/wav,
-    unquoted names, filename*), then StringContent parts (text/plain; charset=utf-8); a quoted boundary."""
+    """The body .NET's MultipartFormDataContent writes for SE 5's OpenAiSttService.TranscribeCoreAsync
+    (SubtitleEdit/subtitleedit 5c98fbdf, src/ui/Features/Video/SpeechToText/OpenAiCompatible/): StringContent
+    parts (text/plain; charset=utf-8) in SE's order, then the file part last (its media type from the
+    extension: audio/mpeg for SE's default mp3). .NET quotes a name or filename only when it is not an HTTP
+    token (so `name=model` but `name="timestamp_granularities[]"`), adds filename*, and quotes the boundary."""
+
+    def quoted(value: str) -> str:
+        return value if re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", value) else f'"{value}"'
+
     boundary = str(uuid.uuid4())
-    out = [
-        f"--{boundary}\r\nContent-Type: audio/wav\r\nContent-Disposition: form-data; name=file; "
-        f"filename={filename}; filename*=utf-8''{filename}\r\n\r\n".encode()
-        + audio
-        + b"\r\n"
-    ]
+    out = []
     for name, value in fields:
         out.append(
             f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Disposition: form-data; "
-            f"name={name}\r\n\r\n{value}\r\n".encode()
+            f"name={quoted(name)}\r\n\r\n{value}\r\n".encode()
         )
+    out.append(
+        f"--{boundary}\r\nContent-Type: {media_type}\r\nContent-Disposition: form-data; name=file; "
+        f"filename={quoted(filename)}; filename*=utf-8''{filename}\r\n\r\n".encode()
+        + audio
+        + b"\r\n"
+    )
     out.append(f"--{boundary}--\r\n".encode())
     return b"".join(out), f'multipart/form-data; boundary="{boundary}"'
 
 
-# SE's fields in SE's order (OpenAiSttService.TranscribeAsync): model, language, response_format=json,
-# timestamp_granularities[] segment then word, then stream / temperature / prompt when set.
+# SE 5's fields in its order (OpenAiSttService.TranscribeCoreAsync): model (default "whisper-1"), language
+# when set, response_format verbose_json, timestamp_granularities[] segment then word; the file last.
 SE_FIELDS = [
-    ("model", "qwen3-asr"),
+    ("model", "whisper-1"),
     ("language", "en"),
-    ("response_format", "json"),
+    ("response_format", "verbose_json"),
     ("timestamp_granularities[]", "segment"),
     ("timestamp_granularities[]", "word"),
 ]
+# With SE's Stream option: response_format json and stream=true, no granularities.
+SE_STREAM_FIELDS = [("model", "whisper-1"), ("response_format", "json"), ("stream", "true")]
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +90,30 @@ def send(server, body: bytes, content_type: str):
         return r.headers.get("content-type", ""), r.read().decode("utf-8")
 
 
-def test_se_request_gets_segments_with_words(server):
-    body, ctype = dotnet_multipart(SE_FIELDS, wav_bytes(8.0))
+def assert_subtitle_sized(segments: list[dict]) -> None:
+    """Each segment is one subtitle (SE makes one paragraph of each): within the cue rules' duration and two
+    lines of text; `id` and `seek` are integers (else SE's parser fails and takes the body as plain text)."""
+    assert segments
+    for s in segments:
+        rules = rules_for(s.get("language"), s["text"])
+        assert isinstance(s["id"], int) and isinstance(s["seek"], int) and isinstance(s["tokens"], list)
+        assert 0 <= s["start"] <= s["end"] <= s["start"] + rules.max_duration_seconds + 1e-3, s
+        assert width(s["text"].replace("\n", ""), rules.cjk) <= rules.max_lines * rules.max_line_chars, s
+
+
+def test_se_probe_and_request_get_subtitle_sized_segments_with_words(server):
+    probe = urllib.request.Request(
+        server.url + "/", method="HEAD"
+    )  # SpeechToTextViewModel.ProbeOpenAiUrlAsync
+    with urllib.request.urlopen(probe, timeout=8) as r:
+        assert r.status == 200
+    body, ctype = dotnet_multipart(SE_FIELDS, wav_bytes(40.0), "0f8fad5b.wav")
     content_type, text = send(server, body, ctype)
     assert content_type.startswith("application/json")
     data = json.loads(text)
-    assert data["text"] and data["duration"] == pytest.approx(8.0, abs=0.01)
-    assert data["segments"]
+    assert data["text"] and data["duration"] == pytest.approx(40.0, abs=0.01)
+    assert len(data["segments"]) >= 2
+    assert_subtitle_sized(data["segments"])
     for seg in data["segments"]:  # what SE's OpenAiCompatibleSegment reads
         assert {
             "id",
@@ -97,23 +127,29 @@ def test_se_request_gets_segments_with_words(server):
             "words",
         } <= set(seg)
         assert seg["words"] and all({"word", "start", "end", "probability"} <= set(w) for w in seg["words"])
+    assert [w["word"] for s in data["segments"] for w in s["words"]] == [w["word"] for w in data["words"]]
 
 
 def test_se_streaming_request(server):
-    body, ctype = dotnet_multipart([*SE_FIELDS, ("stream", "true")], wav_bytes(5.0))
+    body, ctype = dotnet_multipart(SE_STREAM_FIELDS, wav_bytes(40.0))
     content_type, text = send(server, body, ctype)
     assert content_type.startswith("text/event-stream")
-    events, kind = [], None
-    for line in text.splitlines():  # parsed the way SE's ParseSseStreamAsync does
+    events, kind, data = [], None, []
+    for line in text.splitlines():  # parsed the way SE's ParseSseStreamAsync does: only events with a name
         if line.startswith("event:"):
             kind = line[6:].strip()
         elif line.startswith("data:"):
-            events.append((kind, json.loads(line[5:].strip())))
+            data.append(line[5:].strip())
+        elif not line and data and kind:
+            events.append((kind, json.loads("\n".join(data))))
+            kind, data = None, []
     kinds = [k for k, _ in events]
     assert kinds[-1] == "transcript.text.done" and "transcript.text.delta" in kinds
-    segments = [d["segment"] for k, d in events if k == "transcript.segment"]
-    assert segments and all(s["end"] >= s["start"] for s in segments)
-    assert "".join(d["delta"] for k, d in events if k == "transcript.text.delta") == events[-1][1]["text"]
+    assert "transcript.segment" not in kinds  # SE would add those paragraphs and maybe the done ones again
+    done = events[-1][1]
+    assert len(done["segments"]) >= 2
+    assert_subtitle_sized(done["segments"])
+    assert "".join(d["delta"] for k, d in events if k == "transcript.text.delta") == done["text"]
 
 
 def se_request(tmp_path: Path, video: str | None, settings: dict | None) -> Path:
@@ -337,7 +373,7 @@ def wait_for(condition, timeout: float = 20.0) -> None:
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_request_whose_client_left_stops_and_the_retry_runs_at_once(slow_server, stream):
     app, engine, url = slow_server
-    fields = [*SE_FIELDS, ("stream", "true")] if stream else SE_FIELDS
+    fields = SE_STREAM_FIELDS if stream else SE_FIELDS
     first = abandoned(url, fields, 40.0)  # 40 chunks: 8 s if decoded to the end
     wait_for(lambda: engine.runs and len(engine.runs[0]) >= 5)  # in the music
     first.close()
@@ -363,3 +399,70 @@ def test_a_request_that_leaves_the_queue_is_never_run(slow_server):
     running.close()
     assert "word1." in text
     assert [len(r) for r in engine.runs] == [10, 2]  # the first ran to its end, the one that left never ran
+
+
+class ToneEngine:
+    """An Engine that hears tones: each run of 20 ms frames whose strongest frequency is one tone becomes the
+    word `f<Hz>` at the times it sounds (in the file it is given), so a test knows what is said where."""
+
+    def transcribe(self, source, on_progress=None, **keywords):
+        rate, audio = wavfile.read(str(source))
+        hop = rate // 50
+        words, current = [], None
+        for k in range(len(audio) // hop):
+            frame = audio[k * hop : (k + 1) * hop].astype(np.float64)
+            spectrum = np.abs(np.fft.rfft(frame))
+            tone = int(round(np.argmax(spectrum) * rate / hop / 50) * 50) if frame.std() > 0.01 else None
+            if current and current[0] == tone:
+                current[2] = (k + 1) * hop / rate
+            else:
+                if current and current[0]:
+                    words.append(current)
+                current = [tone, k * hop / rate, (k + 1) * hop / rate]
+        if current and current[0]:
+            words.append(current)
+        duration = len(audio) / rate
+        info = TranscriptionInfo("English", duration)
+        said = tuple(Word(s, e, f" f{tone}") for tone, s, e in words)
+        text = "".join(w.word for w in said).strip()
+        on_progress(duration)
+        return iter([Segment(0, 0.0, duration, text, "English", words=said)] if said else []), info
+
+
+# (start, end, Hz) of each tone in the recording; the subtitle's lines below are timed around them.
+TONES = [(1.0, 1.5, 400), (1.7, 2.2, 600), (4.0, 4.5, 800), (4.55, 5.0, 1000), (8.0, 8.6, 1200)]
+LINES = [(0.9, 2.3), (2.4, 4.52), (4.53, 5.1), (7.9, 8.7), (10.0, 11.0)]
+
+
+def test_selected_lines_get_what_is_said_in_their_span_and_nothing_else_changes(tmp_path):
+    from qwen3asr_plugin.hosts.subtitle_edit import retranscribe_lines
+    from qwen3asr_plugin.runner import RunOptions
+
+    t = np.arange(int(12 * 16_000)) / 16_000
+    audio = np.zeros_like(t)
+    for start, end, hz in TONES:
+        inside = (t >= start) & (t < end)
+        audio[inside] = 0.5 * np.sin(2 * np.pi * hz * t[inside])
+    video = video_with_audio(tmp_path / "film ü.mp4", write_wav(tmp_path / "tones.wav", audio))
+
+    def stamp(x):
+        return f"00:00:{int(x):02d},{round(x % 1 * 1000):03d}"
+
+    subrip = "".join(
+        f"{i + 1}\r\n{stamp(a)} --> {stamp(b)}\r\n<i>old</i> line {i + 1}\r\nsecond row\r\n\r\n"
+        for i, (a, b) in enumerate(LINES)
+    )
+    native, message = retranscribe_lines(ToneEngine(), str(video), subrip, [1, 2, 4], RunOptions())
+    subs = check_srt_for_se(native)
+    assert [e.plaintext for e in subs] == [
+        "old line 1\nsecond row",  # not selected: as it was, though its tones are within the padding
+        "f800",  # lines 2 and 3 are transcribed together: each gets the tone spoken in its span (and not the
+        # end of line 1's tone, in the audio taken before line 2)
+        "f1000",
+        "old line 4\nsecond row",
+        "old line 5\nsecond row",  # selected, but nothing is said: kept
+    ]
+    given = subrip.replace("\r\n", "\n").split("\n\n")
+    assert native.split("\n\n")[0] == given[0] and native.split("\n\n")[3] == given[3]  # byte for byte
+    assert [(e.start, e.end) for e in subs] == [(round(a * 1000), round(b * 1000)) for a, b in LINES]
+    assert "2 of 3" in message and "1 with nothing said" in message

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import sysconfig
+import tempfile
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
+
+import numpy as np
+from scipy.io import wavfile
 
 from qwen3asr_plugin import __version__, hookimpl
 from qwen3asr_plugin.api import (
@@ -24,7 +30,10 @@ from qwen3asr_plugin.api import (
     render_subtitles,
     transcribe_to_transcript,
 )
+from qwen3asr_plugin.engine.audio import SAMPLE_RATE
+from qwen3asr_plugin.engine.cues import TimedWord, break_lines, timed_words
 from qwen3asr_plugin.engine.errors import Qwen3ASRError
+from qwen3asr_plugin.engine.media import read_blocks
 
 PLUGIN_FOLDER = "Qwen3ASR"
 PLATFORM_KEYS = {"win32": "windows", "darwin": "macos"}  # plugin.json's `executables` keys; others: linux
@@ -84,20 +93,102 @@ def run(request_path: str) -> int:
             key: settings[key] for key in ("model", "aligner", "endpoint") if settings[key] not in (None, "")
         }
         engine = load_engine(settings["engine"], **options)
-        transcript = transcribe_to_transcript(
-            engine, video, RunOptions(language=settings["language"], postprocess=postprocess)
-        )
+        run_options = RunOptions(language=settings["language"], postprocess=postprocess)
+        selected = sorted(set(request.get("selectedIndices") or ()))
+        if selected:
+            subrip = (request.get("subtitle") or {}).get("subRip") or ""
+            native, message = retranscribe_lines(engine, video, subrip, selected, run_options)
+        else:
+            transcript = transcribe_to_transcript(engine, video, run_options)
+            native = render_subtitles(transcript, "srt")
+            message = f"{len(transcript.cues)} subtitles ({transcript.language or 'no speech'})"
         response = {
             **base,
             "status": "ok",
-            "subtitle": {"format": "SubRip", "native": render_subtitles(transcript, "srt")},
-            "message": f"Qwen3-ASR: {len(transcript.cues)} subtitles ({transcript.language or 'no speech'})",
+            "subtitle": {"format": "SubRip", "native": native},
+            "message": f"Qwen3-ASR: {message}",
             "undoDescription": f"Qwen3-ASR speech to text {__version__}",
         }
     except Exception as exc:  # every failure goes back to SE as a message, never as a crash
         response = {**base, "status": "error", "message": f"Qwen3-ASR: {exc}"}
     _write_response(response_path, response)
     return 0
+
+
+SRT_TIMES = re.compile(r"(\d+):(\d\d):(\d\d)[,.](\d{1,3})\s*-->\s*(\d+):(\d\d):(\d\d)[,.](\d{1,3})")
+PAD_SECONDS = 0.3  # audio taken on each side of the selected lines (words are kept by where they are spoken)
+JOIN_GAP_SECONDS = 3.0  # selected lines closer than this are transcribed in one piece
+
+
+@dataclass
+class SubRipBlock:
+    head: list[str]  # the number and timing lines, as given
+    text: list[str]
+    start: float
+    end: float
+
+
+def parse_subrip(text: str) -> list[SubRipBlock]:
+    """SE's SubRip (`subRip` in request.json: CRLF on Windows), block by block, keeping every line as given."""
+    blocks = []
+    for chunk in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").strip("\n")):
+        lines = chunk.split("\n")
+        at = next((i for i, line in enumerate(lines[:2]) if SRT_TIMES.search(line)), None)
+        if at is None:
+            raise ValueError(f"not a SubRip subtitle block: {chunk[:60]!r}")
+        h1, m1, s1, f1, h2, m2, s2, f2 = (int(x) for x in SRT_TIMES.search(lines[at]).groups())
+        start = h1 * 3600 + m1 * 60 + s1 + f1 / 1000
+        blocks.append(
+            SubRipBlock(lines[: at + 1], lines[at + 1 :], start, h2 * 3600 + m2 * 60 + s2 + f2 / 1000)
+        )
+    return blocks
+
+
+def retranscribe_lines(
+    engine, video: str, subrip: str, selected: list[int], options: RunOptions
+) -> tuple[str, str]:
+    """The subtitle with the text of the `selected` lines (0-based, as SE's selectedIndices) replaced by what
+    is said in their time spans, every other line as it was; and a message for SE's status bar.
+
+    Neighbouring selected lines are transcribed together from their audio (with PAD_SECONDS either side);
+    each word goes to the selected line its spoken time overlaps most, and words outside every selected line
+    are dropped, so a neighbour's words never leak in. A line with nothing said keeps its text."""
+    blocks = parse_subrip(subrip)
+    if selected[-1] >= len(blocks):
+        raise ValueError(f"line {selected[-1] + 1} is selected but the subtitle has {len(blocks)} lines")
+    runs: list[list[int]] = []
+    for i in selected:
+        if runs and i == runs[-1][-1] + 1 and blocks[i].start - blocks[runs[-1][-1]].end < JOIN_GAP_SECONDS:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    heard: dict[int, list[TimedWord]] = {i: [] for i in selected}
+    language = None
+    with tempfile.TemporaryDirectory(prefix="qwen3asr-se-") as temp:
+        for run in runs:
+            start = max(0.0, blocks[run[0]].start - PAD_SECONDS)
+            end = blocks[run[-1]].end + PAD_SECONDS
+            audio = [b for b in read_blocks(video, 0, start_seconds=start, duration_seconds=end - start)]
+            if not audio or not sum(b.size for b in audio):
+                continue
+            piece = Path(temp) / f"lines-{run[0] + 1}.wav"
+            wavfile.write(piece, SAMPLE_RATE, np.concatenate(audio))
+            transcript = transcribe_to_transcript(engine, piece, options)
+            language = language or transcript.language
+            for w in timed_words(transcript.segments):
+                a, b = w.start + start, w.end + start
+                overlap = {i: min(b, blocks[i].end) - max(a, blocks[i].start) for i in run}
+                best = max(run, key=lambda i: overlap[i])
+                if overlap[best] > 0 or blocks[best].start <= (a + b) / 2 <= blocks[best].end:
+                    heard[best].append(replace(w, start=a, end=b))
+    changed = [i for i in selected if heard[i]]
+    for i in changed:
+        blocks[i].text = list(break_lines(heard[i], heard[i][0].language or language))
+    out = "".join("\n".join(b.head + b.text) + "\n\n" for b in blocks)
+    message = f"re-transcribed {len(changed)} of {len(selected)} selected lines"
+    if len(changed) < len(selected):
+        message += f"; {len(selected) - len(changed)} with nothing said kept their text"
+    return out, message
 
 
 def main(argv: list[str] | None = None) -> int:
