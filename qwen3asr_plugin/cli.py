@@ -111,10 +111,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     engine_options.pop("api_key", None)  # serve's --api-key guards the server; the engine is local
     engine = load_engine("local", **engine_options)
     model_id = args.model or DEFAULT_MODEL
-    print(
-        f"qwen3asr: serving {model_id} on http://{args.host}:{args.port}/v1 (POST /audio/transcriptions)",
-        file=sys.stderr,
-    )
+    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}/v1"
+    print(f"qwen3asr: serving {model_id} on {url} (POST /audio/transcriptions)", file=sys.stderr)
+    if not args.quiet:
+        from .hosts.subtitle_edit import engine_instructions
+
+        print(f"qwen3asr: {engine_instructions(url + '/audio/transcriptions', model_id)}", file=sys.stderr)
     serve(
         engine,
         Path(model_id).name if Path(model_id).exists() else model_id,
@@ -179,6 +181,13 @@ def _cmd_hosts(args: argparse.Namespace) -> int:
     if not args.name or args.name not in hosts:
         raise Qwen3ASRError(f"unknown host {args.name!r}; choose from {', '.join(hosts) or 'none installed'}")
     host = hosts[args.name].value
+    if args.action == "install" and args.configure:
+        import inspect
+
+        if "configure" not in inspect.signature(host.install).parameters:
+            raise Qwen3ASRError(f"host {args.name!r} has nothing to configure; run without --configure")
+        print(host.install(configure=True))
+        return 0
     print(host.install() if args.action == "install" else host.uninstall())
     return 0
 
@@ -293,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         parents=[model, device, output],
         help="an OpenAI-compatible speech-to-text server (for Subtitle Edit and others)",
+        description="An OpenAI-compatible speech-to-text server: POST /v1/audio/transcriptions. For Subtitle "
+        "Edit 5 (Video > Speech to text): engine 'OpenAI Compatible', URL "
+        "http://127.0.0.1:8000/v1/audio/transcriptions, audio format wav and timeout 3600 s, so that long "
+        "films come in pieces of about 12.6 min that each finish well inside the timeout on a CPU "
+        "(`qwen3asr hosts install subtitle-edit --configure` sets these). A request whose client leaves "
+        "stops between chunks.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
@@ -324,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hosts", help="list, install or remove the host adapters (mpv, Subtitle Edit, ...)")
     p.add_argument("action", choices=["list", "install", "uninstall"])
     p.add_argument("name", nargs="?")
+    p.add_argument(
+        "--configure",
+        action="store_true",
+        help="also set the host's own options for qwen3asr (subtitle-edit: its speech-to-text engine, URL, "
+        "audio format and timeout in SE's Settings.json, while SE is closed)",
+    )
     p.set_defaults(func=_cmd_hosts)
 
     p = sub.add_parser("plugins", help="installed plugins and the hooks each implements")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,12 +24,13 @@ import uvicorn
 from scipy.io import wavfile
 
 from qwen3asr_plugin.engine.cues import rules_for, width
+from qwen3asr_plugin.engine.errors import Qwen3ASRError
 from qwen3asr_plugin.engine.records import Segment, TranscriptionInfo, Word
 from qwen3asr_plugin.hosts.subtitle_edit import SubtitleEditHost
 from qwen3asr_plugin.server import TranscriptionServer
 from tests.media import video_with_audio, write_wav
 from tests.parity import speech_like
-from tests.server_process import ServerProcess, free_port
+from tests.server_process import QWEN3ASR, ServerProcess, free_port
 from tests.test_server import wav_bytes
 
 PLUGIN = str(Path(sys.executable).parent / "qwen3asr-se-plugin")
@@ -264,6 +266,84 @@ def test_install_and_uninstall(tmp_path, monkeypatch):
     assert "removed" in host.uninstall() and not folder.exists()
 
 
+# The start of a Settings.json as SE 5 writes it (SeJsonContext: PascalCase names, indented).
+SE_SETTINGS = {
+    "General": {"SubtitleLineMaximumLength": 43, "MaxNumberOfLines": 2},
+    "Tools": {
+        "OpenAiCompatibleSttUrl": "http://localhost:8000/v1/audio/transcriptions",
+        "OpenAiCompatibleSttApiKey": "",
+        "OpenAiCompatibleSttModel": "whisper-1",
+        "OpenAiCompatibleSttTimeoutSeconds": 300,
+        "OpenAiCompatibleSttStream": False,
+        "OpenAiCompatibleSttAudioFormat": "mp3",
+        "AudioToText": {"WhisperChoice": "CPP", "PostProcessing": True},
+    },
+    "Plugins": {"Settings": {}, "SettingsVersions": {}, "DisabledPluginNames": []},
+}
+
+
+def test_install_configure_points_se_speech_to_text_at_serve(tmp_path):
+    data = tmp_path / "Subtitle Edit ü"
+    data.mkdir()
+    (data / "Settings.json").write_text(json.dumps(SE_SETTINGS, indent=2), encoding="utf-8")
+    env = {**os.environ, "QWEN3ASR_SE_DATA": str(data)}
+    run = subprocess.run(
+        [QWEN3ASR, "hosts", "install", "subtitle-edit", "--configure"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "audio format wav" in run.stdout and "configured" in run.stdout
+    written = json.loads((data / "Settings.json").read_text(encoding="utf-8"))
+    tools = written["Tools"]
+    assert tools["OpenAiCompatibleSttUrl"] == "http://127.0.0.1:8000/v1/audio/transcriptions"
+    assert (
+        tools["OpenAiCompatibleSttAudioFormat"] == "wav"
+        and tools["OpenAiCompatibleSttTimeoutSeconds"] == 3600
+    )
+    assert tools["AudioToText"] == {"WhisperChoice": "OpenAI Compatible", "PostProcessing": True}
+    assert written["General"] == SE_SETTINGS["General"] and written["Plugins"] == SE_SETTINGS["Plugins"]
+    assert json.loads((data / "Settings.json.qwen3asr-backup").read_text()) == SE_SETTINGS
+    assert (data / "Plugins" / "Qwen3ASR" / "plugin.json").is_file()
+
+
+def test_configure_leaves_the_settings_alone_when_it_should(tmp_path):
+    from qwen3asr_plugin.hosts.subtitle_edit import configure_speech_to_text
+
+    missing = tmp_path / "none" / "Settings.json"
+    assert "does not exist" in configure_speech_to_text(missing) and not missing.parent.exists()
+    commented = tmp_path / "Settings.json"
+    text = "// SE accepts comments\n" + json.dumps(SE_SETTINGS)
+    commented.write_text(text, encoding="utf-8")
+    with pytest.raises(Qwen3ASRError, match="set the engine in SE by hand"):
+        configure_speech_to_text(commented)
+    assert commented.read_text(encoding="utf-8") == text
+    # A running Subtitle Edit (here a process by its name) writes its own copy back on exit: refuse.
+    fake = tmp_path / "SubtitleEdit"
+    shutil.copy("/bin/sleep", fake)
+    plain = tmp_path / "plain" / "Settings.json"
+    plain.parent.mkdir()
+    plain.write_text(json.dumps(SE_SETTINGS), encoding="utf-8")
+    process = subprocess.Popen([str(fake), "30"])
+    try:
+        with pytest.raises(Qwen3ASRError, match="Subtitle Edit is running"):
+            configure_speech_to_text(plain)
+    finally:
+        process.kill()
+        process.wait()
+    assert json.loads(plain.read_text()) == SE_SETTINGS
+    assert "configured" in configure_speech_to_text(plain)
+
+
+def test_configure_is_only_for_hosts_that_have_settings(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}
+    run = subprocess.run(
+        [QWEN3ASR, "hosts", "install", "ffmpeg", "--configure"], capture_output=True, text=True, env=env
+    )
+    assert run.returncode != 0 and "nothing to configure" in run.stderr and "Traceback" not in run.stderr
+
+
 # Windows install layouts: (site-packages, scripts folder, python.exe), under a profile with a non-ASCII name.
 # pip's RECORD lists the script relative to site-packages.
 WINDOWS_LAYOUTS = {
@@ -466,3 +546,11 @@ def test_selected_lines_get_what_is_said_in_their_span_and_nothing_else_changes(
     assert native.split("\n\n")[0] == given[0] and native.split("\n\n")[3] == given[3]  # byte for byte
     assert [(e.start, e.end) for e in subs] == [(round(a * 1000), round(b * 1000)) for a, b in LINES]
     assert "2 of 3" in message and "1 with nothing said" in message
+
+
+def test_serve_says_how_to_set_up_subtitle_edit(models):
+    with ServerProcess("--model", str(models("tiny"))) as s:
+        port = s.port
+    said = s.proc.stderr.read().decode()
+    assert f"URL http://127.0.0.1:{port}/v1/audio/transcriptions" in said
+    assert "audio format wav" in said and "timeout 3600 s" in said

@@ -34,6 +34,7 @@ from qwen3asr_plugin.engine.audio import SAMPLE_RATE
 from qwen3asr_plugin.engine.cues import TimedWord, break_lines, timed_words
 from qwen3asr_plugin.engine.errors import Qwen3ASRError
 from qwen3asr_plugin.engine.media import read_blocks
+from qwen3asr_plugin.engine.model_store import DEFAULT_MODEL
 
 PLUGIN_FOLDER = "Qwen3ASR"
 PLATFORM_KEYS = {"win32": "windows", "darwin": "macos"}  # plugin.json's `executables` keys; others: linux
@@ -199,6 +200,90 @@ def main(argv: list[str] | None = None) -> int:
     return run(args[0])
 
 
+# SE 5's own speech-to-text with `qwen3asr serve` as its OpenAI-compatible engine: the settings it needs
+# (SeTools.OpenAiCompatibleStt*, SeAudioToText.WhisperChoice; Settings.json in SE's data folder).
+SE_ENGINE = "OpenAI Compatible"
+SE_URL = "http://127.0.0.1:8000/v1/audio/transcriptions"
+SE_AUDIO_FORMAT = "wav"
+SE_TIMEOUT_SECONDS = 3600
+
+
+def engine_instructions(url: str = SE_URL, model: str = DEFAULT_MODEL) -> str:
+    """What to set in SE's Video > Speech to text for `qwen3asr serve`, and why (README, Subtitle Edit)."""
+    return (
+        f"Subtitle Edit's Video > Speech to text: engine {SE_ENGINE!r}, URL {url}, model {model} (any name "
+        f"works: the server uses the model it loaded), audio format {SE_AUDIO_FORMAT} (SE then sends at most "
+        f"about 12.6 min per request instead of 105 min of mp3), timeout {SE_TIMEOUT_SECONDS} s (SE's 300 s "
+        "ends any request longer than about 20 min of audio on a 2-core CPU); then run `qwen3asr serve`"
+    )
+
+
+def se_running() -> bool:
+    """Whether a Subtitle Edit process runs (it would overwrite Settings.json with its own copy on exit)."""
+    import subprocess
+
+    names: list[str] = []
+    try:
+        if sys.platform == "win32":
+            listing = subprocess.run(
+                ["tasklist", "/FO", "CSV", "/NH"], capture_output=True, text=True, timeout=20
+            )
+            names = [line.split(",")[0].strip('"') for line in listing.stdout.splitlines()]
+        else:
+            listing = subprocess.run(["ps", "-A", "-o", "comm="], capture_output=True, text=True, timeout=20)
+            names = listing.stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        proc = Path("/proc")
+        names = [p.read_text(errors="replace") for p in proc.glob("[0-9]*/comm")] if proc.is_dir() else []
+    return any(
+        Path(name.strip()).name.lower().removesuffix(".exe") in ("subtitleedit", "subtitle edit")
+        for name in names
+    )
+
+
+def _key(mapping: dict, name: str) -> str:
+    """`name` as the settings file spells it (SE reads its settings case-insensitively), else `name`."""
+    return next((k for k in mapping if k.lower() == name.lower()), name)
+
+
+def configure_speech_to_text(settings_file: Path, url: str = SE_URL, model: str = DEFAULT_MODEL) -> str:
+    """Write the settings of `engine_instructions` into SE's Settings.json (a copy of the old file is kept
+    beside it). SE reads the file once at start and writes all of it back on exit, so this refuses while SE
+    runs, and refuses a file it cannot read exactly (SE accepts comments and trailing commas)."""
+    if not settings_file.is_file():
+        return (
+            f"did not configure Subtitle Edit: {settings_file} does not exist yet (start and close SE once)"
+        )
+    if se_running():
+        raise Qwen3ASRError(f"{settings_file}: Subtitle Edit is running; close it, then run this again")
+    try:
+        settings = json.loads(settings_file.read_text(encoding="utf-8-sig"))
+        tools = settings.setdefault(_key(settings, "Tools"), {})
+        audio = tools.setdefault(_key(tools, "AudioToText"), {})
+    except (OSError, ValueError, AttributeError) as exc:
+        raise Qwen3ASRError(
+            f"{settings_file}: cannot read it as plain JSON ({exc}); set the engine in SE by hand"
+        ) from exc
+    timeout = tools.get(_key(tools, "OpenAiCompatibleSttTimeoutSeconds"))
+    values = {
+        "OpenAiCompatibleSttUrl": url,
+        "OpenAiCompatibleSttModel": model,
+        "OpenAiCompatibleSttAudioFormat": SE_AUDIO_FORMAT,
+        "OpenAiCompatibleSttTimeoutSeconds": max(
+            SE_TIMEOUT_SECONDS, timeout if isinstance(timeout, int) else 0
+        ),
+    }
+    for name, value in values.items():
+        tools[_key(tools, name)] = value
+    audio[_key(audio, "WhisperChoice")] = SE_ENGINE
+    backup = settings_file.with_name(settings_file.name + ".qwen3asr-backup")
+    shutil.copy2(settings_file, backup)
+    tmp = settings_file.with_name(settings_file.name + ".qwen3asr-tmp")
+    tmp.write_text(json.dumps(settings, ensure_ascii=False, indent=2), encoding="utf-8")
+    os.replace(tmp, settings_file)
+    return f"configured Subtitle Edit's speech to text in {settings_file} (the previous file: {backup.name})"
+
+
 def installed_script(name: str) -> Path:
     """The absolute path of this installation's console script `name` (`.exe` on Windows).
 
@@ -225,7 +310,8 @@ class SubtitleEditHost:
     def folder(self) -> Path:
         return se_data_folder() / "Plugins" / PLUGIN_FOLDER
 
-    def install(self) -> str:
+    def install(self, configure: bool = False) -> str:
+        """Install the plugin; with `configure`, also point SE's own speech-to-text at `qwen3asr serve`."""
         folder = self.folder()
         # SE runs Path.Combine(pluginFolder, executable), which returns `executable` itself when it is rooted
         # (PluginCatalog.ResolveLaunchPath), and needs File.Exists: so the installed script's absolute path,
@@ -251,10 +337,15 @@ class SubtitleEditHost:
             "executables": {PLATFORM_KEYS.get(sys.platform, "linux"): str(exe)},
         }
         (folder / "plugin.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        return (
-            f"installed {folder}; in Subtitle Edit 5 use Plugins > Qwen3-ASR speech to text, or point "
-            "its OpenAI-compatible speech-to-text engine at `qwen3asr serve`"
-        )
+        done = [
+            f"installed {folder}: Subtitle Edit 5 lists it in the Plugins menu once a subtitle has a line "
+            "(SE runs no plugin on an empty subtitle; its Video > Speech to text with `qwen3asr serve` has "
+            "no such limit)",
+            engine_instructions(),
+        ]
+        if configure:
+            done.append(configure_speech_to_text(se_data_folder() / "Settings.json"))
+        return "\n".join(done)
 
     def uninstall(self) -> str:
         folder = self.folder()
