@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 class Mpv:
-    def __init__(self, sock: Path, *args: str):
+    def __init__(self, sock: Path, *args: str, env: dict | None = None):
         self.sock_path = sock
         self.proc = subprocess.Popen(
             [
@@ -27,6 +27,7 @@ class Mpv:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=env,
         )
         deadline = time.monotonic() + 20
         while not sock.exists():

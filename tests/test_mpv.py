@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -139,3 +142,50 @@ def test_install_and_uninstall(tmp_path, monkeypatch):
     assert conf.read_text() == "language=ja\n"
     assert "removed" in host.uninstall()
     assert not (tmp_path / "mpv" / "scripts" / "qwen3asr.lua").exists() and not conf.exists()
+
+
+@pytest.mark.parametrize("codepage", ["cp1252", "cp936"])
+def test_events_reach_mpv_as_utf8_whatever_the_console_code_page(tmp_path, codepage):
+    """On Windows the engine's stdout is a pipe in the ANSI code page (cp1252 in Western Europe, cp936 in
+    China); forced here through PYTHONIOENCODING. Text outside it (CJK, emoji) and a non-ASCII folder must
+    still reach mpv's JSON parser intact: the subtitle shows the text and the track is the written file."""
+    folder = tmp_path / "映画 ü"
+    folder.mkdir()
+    film = video_with_audio(folder / "片.mp4", write_wav(folder / "a.wav", speech_like(16_000)))
+    said = "你好 🎬 café"
+    film.with_suffix(".txt").write_text(said, encoding="utf-8")
+    env = {
+        k: v for k, v in os.environ.items() if k != "QWEN3ASR_LOAD_PLUGINS"
+    }  # the example plugin's echo engine
+    env["PYTHONIOENCODING"] = codepage
+    events = subprocess.run(
+        [
+            QWEN3ASR,
+            "transcribe",
+            str(film),
+            "--engine",
+            "echo",
+            "--json-progress",
+            "--output-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        env=env,
+    )
+    assert events.returncode == 0, events.stderr.decode(errors="replace")
+    parsed = [json.loads(line.decode("utf-8")) for line in events.stdout.splitlines()]
+    assert [said in e["text"] for e in parsed if e["event"] == "segment"] == [True]
+    assert [e["input"] for e in parsed if e["event"] == "file"] == [str(film)]
+    opts = f"qwen3asr-command={QWEN3ASR},qwen3asr-extra_args=--engine echo,qwen3asr-from_position=no"
+    mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts={opts}", env=env)
+    try:
+        mpv.command("loadfile", str(film))
+        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: mpv.messages("qwen3asr-done"), 60, mpv), mpv.messages("qwen3asr-failed")
+        mpv.command("seek", 0.5, "absolute+exact")
+        assert wait_for(lambda: said in (mpv.get("sub-text") or ""), 10, mpv), mpv.get("sub-text")
+        track = [t for t in mpv.get("track-list") if t["type"] == "sub"][0]
+        assert Path(track["external-filename"]).name == "片.srt"
+    finally:
+        mpv.close()
