@@ -189,3 +189,132 @@ def test_events_reach_mpv_as_utf8_whatever_the_console_code_page(tmp_path, codep
         assert Path(track["external-filename"]).name == "片.srt"
     finally:
         mpv.close()
+
+
+FAKE_ENGINE = """#!{python}
+# A stand-in for `qwen3asr` that records how the mpv script ran it, then does what MODE says.
+import json, os, sys, time
+with open({log!r}, "a", encoding="utf-8") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+mode = {mode!r}
+if mode == "updates":  # three updates of a growing subtitle, each after the test creates go<k>, then done
+    folder = sys.argv[sys.argv.index("--output-dir") + 1]
+    out = folder + "/film.srt"
+    for k in range(4):
+        with open(out + ".tmp", "w", encoding="utf-8") as f:
+            f.writelines(f"{{i + 1}}\\n00:00:0{{i}},000 --> 00:00:0{{i}},900\\nline {{i + 1}}\\n\\n" for i in range(k + 1))
+        os.replace(out + ".tmp", out)
+        event = {{"event": "update", "output": out, "segments": k + 1}} if k < 3 else {{"event": "output", "outputs": [out]}}
+        print(json.dumps(event), flush=True)
+        while k < 3 and not os.path.exists(folder + f"/../go{{k}}"):
+            time.sleep(0.05)
+    sys.exit(0)
+if mode == "fail":
+    print(json.dumps({{"event": "error", "input": sys.argv[2], "message": "film.mkv: has no audio stream"}}), flush=True)
+    sys.exit(1)
+time.sleep(30)
+"""
+
+
+def fake_engine(tmp_path: Path, mode: str) -> tuple[Path, Path]:
+    log = tmp_path / f"{mode}.log"
+    script = tmp_path / f"fake-{mode}"
+    script.write_text(FAKE_ENGINE.format(python=sys.executable, log=str(log), mode=mode))
+    script.chmod(0o755)
+    return script, log
+
+
+def runs(log: Path) -> list[list[str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_a_failure_shows_the_engine_reason(video, tmp_path):
+    command, _ = fake_engine(tmp_path, "fail")
+    mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts=qwen3asr-command={command}")
+    try:
+        mpv.command("loadfile", str(video))
+        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: mpv.messages("qwen3asr-failed"), 20, mpv)
+        assert mpv.messages("qwen3asr-failed") == [["film.mkv: has no audio stream"]]
+    finally:
+        mpv.close()
+
+
+def test_the_audio_track_playing_is_the_one_transcribed(tmp_path):
+    from tests.media import two_track_mkv
+
+    first = write_wav(tmp_path / "first.wav", speech_like(16_000 * 8, seed=1))
+    second = write_wav(tmp_path / "second.wav", speech_like(16_000 * 8, seed=2))
+    external = write_wav(tmp_path / "dub ü.wav", speech_like(16_000 * 8, seed=3))
+    film = two_track_mkv(tmp_path / "film.mkv", first, second)
+    command, log = fake_engine(tmp_path, "hang")
+    mpv = Mpv(
+        tmp_path / "mpv.sock",
+        f"--script={script_path()}",
+        f"--script-opts=qwen3asr-command={command},qwen3asr-from_position=no",
+        f"--audio-file={external}",
+    )
+    try:
+        mpv.command("loadfile", str(film))
+        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        audio = [t for t in mpv.get("track-list") if t["type"] == "audio"]
+        assert [t.get("external", False) for t in audio] == [False, False, True]  # mpv ids 1, 2, 3
+        mpv.command("set", "aid", "2")  # the file's second audio stream
+        assert wait_for(lambda: mpv.get("current-tracks/audio/id") == 2, 10, mpv)
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: runs(log), 20, mpv)
+        assert runs(log)[0][1] == str(film)
+        assert (
+            runs(log)[0][runs(log)[0].index("--audio-track") + 1] == "1"
+        )  # ffmpeg's 0:a:1, not mpv's id - 1
+        mpv.command("set", "aid", "3")  # switching to the external file starts again on it
+        assert wait_for(lambda: len(runs(log)) == 2, 20, mpv)
+        assert runs(log)[1][1] == str(external) and "--audio-track" not in runs(log)[1]
+    finally:
+        mpv.close()
+
+
+def test_the_viewers_track_choice_survives_the_updates(video, tmp_path):
+    """mpv's sub-reload would re-select the track and drop its title at every update (command.c,
+    cmd_track_reload): the viewer's choice (subtitles off, ours as the secondary track) must stay."""
+    command, log = fake_engine(tmp_path, "updates")
+    out_dir = tmp_path / "out"
+    opts = f"qwen3asr-command={command},qwen3asr-out_dir={out_dir}"
+    mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts={opts}")
+
+    def ours():
+        return [t for t in mpv.get("track-list") if t["type"] == "sub" and t.get("title") == "Qwen3-ASR"]
+
+    def step(k: int) -> None:  # let the engine write its next update, and wait for the script to show it
+        (tmp_path / f"go{k}").touch()
+        assert wait_for(
+            lambda: len(mpv.messages("qwen3asr-update")) >= k + 2 or mpv.messages("qwen3asr-done"), 20, mpv
+        )
+
+    try:
+        out_dir.mkdir()
+        mpv.command("loadfile", str(video))
+        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: mpv.messages("qwen3asr-update"), 20, mpv)
+        assert mpv.get("sid") == ours()[0]["id"]  # the first update selects the new track
+        mpv.command("set", "sid", "no")  # the viewer turns subtitles off while more arrive
+        step(0)
+        assert mpv.get("sid") is False and len(ours()) == 1  # still off; one track, still titled
+        mpv.command("set", "secondary-sid", str(ours()[0]["id"]))
+        step(1)
+        assert mpv.get("sid") is False and len(ours()) == 1 and mpv.get("secondary-sid") == ours()[0]["id"]
+        mpv.command("set", "secondary-sid", "no")
+        mpv.command("set", "sid", str(ours()[0]["id"]))
+        step(2)
+        assert wait_for(lambda: mpv.messages("qwen3asr-done"), 20, mpv)
+        assert mpv.get("sid") == ours()[0]["id"] and mpv.get("secondary-sid") is False and len(ours()) == 1
+        track = ours()[0]
+        assert track["external-filename"] == str(out_dir / "film.srt")
+        mpv.command("set", "sid", "no")
+        mpv.command("script-message-to", "qwen3asr", "generate")  # a second press: the same track, no new run
+        assert wait_for(lambda: len(mpv.messages("qwen3asr-done")) == 2, 10, mpv)
+        assert len(runs(log)) == 1 and len(ours()) == 1 and mpv.get("sid") == track["id"]
+    finally:
+        mpv.close()

@@ -2,8 +2,11 @@
 --
 -- Press Ctrl+Alt+s (or send `script-message-to qwen3asr generate`) to transcribe the playing file. The engine
 -- (`qwen3asr transcribe --progressive --json-progress`) starts at the current position, so subtitles appear
--- where you are first; the subtitle track is added as soon as the first segment exists and reloaded as more
--- arrive. Options live in script-opts/qwen3asr.conf.
+-- where you are first; the subtitle track is added as soon as the first segment exists and replaced as more
+-- arrive, keeping the viewer's choice of track. Options live in script-opts/qwen3asr.conf.
+--
+-- Script messages for other scripts and tests: qwen3asr-update (segments so far), qwen3asr-done (the file),
+-- qwen3asr-failed (the engine's reason), qwen3asr-refused (why nothing started).
 
 local mp = require("mp")
 local utils = require("mp.utils")
@@ -20,15 +23,26 @@ local o = {
     from_position = true,   -- begin at the playback position, then do the beginning
     out_dir = "",           -- where the subtitle goes ("" = a temporary folder, removed afterwards)
     extra_args = "",        -- more arguments for `qwen3asr transcribe`, space separated
+    verbose = false,        -- show the engine's JSON events on the terminal
 }
 options.read_options(o, "qwen3asr")
+
+local WINDOWS = package.config:sub(1, 1) == "\\"
+local TITLE = "Qwen3-ASR"
 
 local state = {}
 
 local function reset()
-    state = {job = nil, output = nil, sid = nil, temp_dir = nil, done = false}
+    -- job: the running subprocess; output: the subtitle file; sid: its track; error: the engine's last error;
+    -- audio: the audio track id transcribed
+    state = {job = nil, output = nil, sid = nil, temp_dir = nil, done = false, error = nil, audio = nil}
 end
 reset()
+
+-- The engine's events arrive as the script's own log lines at level info; keep them off the terminal.
+if not o.verbose then
+    mp.commandv("change-list", "msg-level", "append", mp.get_script_name() .. "=warn")
+end
 
 local function osd(text, seconds)
     mp.osd_message("qwen3asr: " .. text, seconds or 3)
@@ -38,27 +52,54 @@ local function temp_root()
     return os.getenv("TMPDIR") or os.getenv("TEMP") or os.getenv("TMP") or "/tmp"
 end
 
-local function find_track(path)
+local function tracks(kind)
+    local out = {}
     for _, track in ipairs(mp.get_property_native("track-list") or {}) do
-        if track.type == "sub" and track["external-filename"] == path then
-            return track.id
+        if track.type == kind then
+            table.insert(out, track)
         end
     end
-    return nil
+    return out
 end
 
-local function show(path)
-    if state.sid and find_track(path) then
-        mp.commandv("sub-reload", tostring(state.sid))
-    else
-        local lang = o.language ~= "" and o.language or nil
-        if lang then
-            mp.commandv("sub-add", path, "select", "Qwen3-ASR", lang)
-        else
-            mp.commandv("sub-add", path, "select", "Qwen3-ASR")
+local function newest_track(path)
+    local id = nil
+    for _, track in ipairs(tracks("sub")) do
+        if track["external-filename"] == path and (id == nil or track.id > id) then
+            id = track.id
         end
     end
-    state.sid = find_track(path)
+    return id
+end
+
+-- Show the file's current content. mpv's sub-reload re-selects the reloaded track and drops its title
+-- (command.c, cmd_track_reload), so the file is added again as a new track and the old one removed: ours is
+-- selected only the first time or when the viewer had it selected, and kept as the secondary track if it
+-- was that; any other choice of the viewer (another track, or none) stays.
+local function show(path)
+    local old = state.sid
+    if old and newest_track(path) == nil then
+        old = nil
+    end
+    local sid = mp.get_property("sid")
+    local secondary = mp.get_property("secondary-sid")
+    local flag = (old == nil or sid == tostring(old)) and "select" or "auto"
+    local args = {"sub-add", path, flag, TITLE}
+    if o.language ~= "" then
+        table.insert(args, o.language)
+    end
+    mp.command_native(args)
+    local new = newest_track(path)
+    if old and new and new ~= old then
+        mp.commandv("sub-remove", tostring(old))
+        if secondary == tostring(old) then
+            mp.set_property("secondary-sid", tostring(new))
+        end
+        if flag == "auto" and mp.get_property("sid") ~= sid then
+            mp.set_property("sid", sid)  -- "auto" may still pick a track when none was selected
+        end
+    end
+    state.sid = new
 end
 
 local function on_event(event)
@@ -69,10 +110,12 @@ local function on_event(event)
     elseif event.event == "progress" and event.percent then
         osd(string.format("%d%%", math.floor(event.percent)), 2)
     elseif event.event == "error" then
-        osd("error: " .. tostring(event.message), 6)
+        state.error = tostring(event.message or "")
+        osd("error: " .. state.error, 8)
     elseif event.event == "output" then
         state.done = true
         if event.outputs and event.outputs[1] then
+            state.output = event.outputs[1]
             show(event.outputs[1])
         end
         osd("done", 2)
@@ -95,20 +138,60 @@ mp.register_event("log-message", function(e)
     end
 end)
 
-local function cleanup()
+local function remove_folder(folder)
+    if not os.remove(folder) and WINDOWS then  -- the C runtime's remove() does not remove folders there
+        mp.command_native({name = "subprocess", args = {"cmd", "/d", "/c", "rmdir", folder},
+                           playback_only = false, capture_stdout = true, capture_stderr = true})
+    end
+end
+
+local function stop_job()
     if state.job then
         mp.abort_async_command(state.job)
+        state.job = nil
+    end
+end
+
+local function cleanup()
+    stop_job()
+    if state.sid and state.temp_dir then
+        mp.commandv("sub-remove", tostring(state.sid))
     end
     if state.temp_dir then
-        if state.sid then
-            mp.commandv("sub-remove", tostring(state.sid))
-        end
         if state.output then
             os.remove(state.output)
         end
-        os.remove(state.temp_dir)
+        remove_folder(state.temp_dir)
     end
     reset()
+end
+
+-- The audio the viewer hears: an external audio file itself, else the playing stream's position among the
+-- file's own audio streams (the engine's --audio-track counts like ffmpeg's 0:a:N; mpv's track ids also
+-- count external tracks, so id - 1 is wrong as soon as one is loaded).
+local function playing_audio(path)
+    local current = mp.get_property_native("current-tracks/audio")
+    if not current then
+        return path, 0, nil
+    end
+    if current.external then
+        return current["external-filename"], 0, current.id
+    end
+    local n = 0
+    for _, track in ipairs(tracks("audio")) do
+        if not track.external and track.id ~= current.id then
+            local a, b = track["ff-index"], current["ff-index"]
+            if (a and b and a < b) or ((not a or not b) and track.id < current.id) then
+                n = n + 1
+            end
+        end
+    end
+    return path, n, current.id
+end
+
+local function refuse(why)
+    osd(why, 6)
+    mp.commandv("script-message", "qwen3asr-refused", why)
 end
 
 local function generate()
@@ -120,24 +203,34 @@ local function generate()
     if not path then
         return
     end
+    if state.done and state.output and newest_track(state.output) then
+        mp.set_property("sid", tostring(newest_track(state.output)))
+        osd("subtitles already generated", 2)
+        mp.commandv("script-message", "qwen3asr-done", state.output)
+        return
+    end
     if mp.get_property("demuxer-via-network") == "yes" or path:find("://") or path == "-" then
-        osd("network streams and pipes are not supported yet; play a local file", 6)
-        mp.commandv("script-message", "qwen3asr-refused", "network streams are not supported yet")
+        refuse("network streams are not supported yet")
         return
     end
     path = utils.join_path(mp.get_property("working-directory") or "", path)
+    local source, track, audio_id = playing_audio(path)
     local out_dir = o.out_dir
     if out_dir == "" then
-        state.temp_dir = utils.join_path(temp_root(), string.format("qwen3asr-mpv-%d-%d",
-            utils.getpid(), math.floor(mp.get_time() * 1000)))
+        if not state.temp_dir then
+            state.temp_dir = utils.join_path(temp_root(), string.format("qwen3asr-mpv-%d-%d",
+                utils.getpid(), math.floor(mp.get_time() * 1000)))
+        end
         out_dir = state.temp_dir
     end
-    local args = {o.command, "transcribe", path, "--json-progress", "--progressive", "--overwrite",
+    local args = {o.command, "transcribe", source, "--json-progress", "--progressive",
                   "--format", o.format, "--output-dir", out_dir}
-    local audio_id = mp.get_property_number("current-tracks/audio/id")
-    if audio_id and audio_id > 1 then
+    if state.temp_dir then
+        table.insert(args, "--overwrite")  -- only ever our own folder; in out_dir, never replace a file
+    end
+    if track > 0 then
         table.insert(args, "--audio-track")
-        table.insert(args, tostring(audio_id - 1))
+        table.insert(args, tostring(track))
     end
     local position = mp.get_property_number("time-pos") or 0
     if o.from_position and position > 1 then
@@ -154,18 +247,42 @@ local function generate()
         table.insert(args, word)
     end
     osd("transcribing…", 2)
-    state.job = mp.command_native_async({
+    state.error, state.done, state.audio = nil, false, audio_id
+    local job
+    job = mp.command_native_async({
         name = "subprocess", args = args, playback_only = true,
         capture_stdout = false, capture_stderr = true,
     }, function(success, result, err)
+        if state.job ~= job then
+            return  -- an earlier job, stopped; this callback may run after the next one started
+        end
         state.job = nil
-        if result and result.status ~= 0 and result.error_string ~= "killed" then
-            local message = (result.stderr or ""):gsub("%s+$", ""):match("([^\n]*)$") or err or "failed"
+        if result and result.status ~= 0 and not result.killed_by_us then
+            local message = state.error
+            if not message or message == "" then
+                message = (result.stderr or ""):gsub("%s+$", ""):match("([^\n]*)$")
+            end
+            if not message or message == "" then
+                message = err or result.error_string or "failed"
+            end
             osd("failed: " .. message, 8)
             mp.commandv("script-message", "qwen3asr-failed", message)
         end
     end)
+    state.job = job
 end
+
+-- Switching the audio track while a job runs starts again on the new one.
+mp.observe_property("current-tracks/audio/id", "number", function(_, id)
+    if state.job and id and state.audio and id ~= state.audio then
+        stop_job()
+        if state.sid then
+            mp.commandv("sub-remove", tostring(state.sid))
+        end
+        state.sid, state.output, state.done = nil, nil, false
+        generate()
+    end
+end)
 
 mp.add_key_binding(o.key, "generate", generate)
 mp.register_script_message("generate", generate)
