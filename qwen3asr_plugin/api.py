@@ -142,6 +142,7 @@ class ASRModel:
         start_seconds: float | None = None,
         batch_size: int | None = None,
         first_batch_size: int | None = None,
+        end_seconds: float | None = None,
     ) -> tuple[Iterator[Segment], TranscriptionInfo]:
         """Segments (a lazy iterator) and info for a media file path or a float array at `sampling_rate`.
 
@@ -150,7 +151,9 @@ class ASRModel:
         `start_seconds` transcribes from there to the end first, then the beginning (what a player wants:
         subtitles where the viewer is, soonest); `on_progress` then counts seconds done in that order.
         `batch_size` chunks are decoded together (default 4: faster; their segments arrive together); `first_batch_size`
-        1 gets the first segment out soonest (for progressive outputs)."""
+        1 gets the first segment out soonest (for progressive outputs). `end_seconds` transcribes the one
+        window [start_seconds, end_seconds) of a file and nothing else (the runner fills the gaps of a resumed
+        transcript so); `on_progress` then gets the position reached."""
         options = TranscribeOptions(
             language=language,
             context=context or "",
@@ -170,6 +173,14 @@ class ASRModel:
         duration = None
         if blocks is None:  # no plugin reads this source: ffmpeg does
             duration = probe(audio).duration
+            if end_seconds is not None:
+                start = max(0.0, start_seconds or 0.0)
+                window = iter_audio(
+                    audio, audio_track, start_seconds=start, duration_seconds=end_seconds - start
+                )
+                return self.pipeline.transcribe_stream(
+                    window, options, duration, on_progress, start_seconds=start
+                )
             if start_seconds and duration and 0 < start_seconds < duration - 1:
                 return self._from_position(audio, audio_track, options, duration, start_seconds, on_progress)
             blocks = iter_audio(audio, audio_track)

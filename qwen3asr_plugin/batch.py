@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .engine.errors import Qwen3ASRError
 from .engine.files import write_atomic
+from .engine.records import Segment, Word
 from .engine.writers import render
-from .runner import RunOptions, Transcription
+from .runner import Resume, RunOptions, Transcription
 
 MEDIA_SUFFIXES = {
     ".wav",
@@ -215,6 +216,9 @@ class JsonReporter(Reporter):
     def on_failure(self, source, error):
         self._emit(event="error", input=source, message=str(error))
 
+    def ranges(self, source, done):
+        self._emit(event="ranges", input=source, done=[[round(a, 3), round(b, 3)] for a, b in done])
+
     def done(self, summary):
         self._emit(event="done", **summary)
 
@@ -235,6 +239,55 @@ class BatchOptions:
     overwrite: bool = False
     progressive: bool = False  # rewrite the first format's file after every segment (for players)
     skip_existing: bool = False  # resume a batch: inputs whose outputs all exist are skipped
+    resume: bool = False  # keep <stem>.resume.json beside the outputs; go on from it when it is there
+
+
+def resume_path(source: Path, output_dir: Path | None) -> Path:
+    return (output_dir or source.parent) / f"{source.stem}.resume.json"
+
+
+def read_resume(path: Path, source: Path) -> Resume | None:
+    """The transcript so far that `path` holds for `source` (None when there is none, or it is another
+    file's: it is then replaced)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("source") != str(source):
+            return None
+        segments = tuple(
+            Segment(**{**s, "tokens": tuple(s.get("tokens") or ()), "words": _words(s.get("words"))})
+            for s in data["segments"]
+        )
+        return Resume(tuple((float(a), float(b)) for a, b in data["done"]), segments)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise Qwen3ASRError(f"{path}: not a transcript to resume ({exc}); remove it to start afresh") from exc
+
+
+def _words(words) -> tuple[Word, ...] | None:
+    return None if words is None else tuple(Word(**w) for w in words)
+
+
+class ResumeWriter:
+    """A run's listener that keeps its resume file current after every chunk (atomically: a run killed at any
+    moment leaves the last complete state) and tells the reporter which ranges are done."""
+
+    def __init__(self, run: Transcription, path: Path, reporter: Reporter):
+        self.run, self.path, self.reporter = run, path, reporter
+
+    def on_progress(self, source, seconds, duration):
+        state = {
+            "source": source,
+            "duration": duration,
+            "done": [[round(a, 3), round(b, 3)] for a, b in self.run.done],
+            "segments": [asdict(s) for s in self.run.segments],
+        }
+        write_atomic(self.path, json.dumps(state, ensure_ascii=False), overwrite=True)
+        if hasattr(self.reporter, "ranges"):
+            self.reporter.ranges(source, self.run.done)
+
+    def on_segment(self, source, segment):
+        self.on_progress(source, None, self.run.announced)
 
 
 def transcribe_files(engine, inputs: list[Path], options: BatchOptions, reporter: Reporter) -> dict:
@@ -255,16 +308,23 @@ def transcribe_files(engine, inputs: list[Path], options: BatchOptions, reporter
     failed: list[str] = []
     audio_total = 0.0
     for index, path in enumerate(inputs, start=1):
-        run = Transcription(engine, path, run_options, listeners=[reporter])
         targets = output_paths(path, options.formats, options.output_dir)
         fmt, progressive = next(iter(targets.items()))
         created = options.progressive and not progressive.exists()
+        state = resume_path(path, options.output_dir) if options.resume else None
+        run = None
         try:
+            resume = (read_resume(state, path) or Resume()) if state else None
+            listeners = [reporter]
+            run = Transcription(engine, path, replace(run_options, resume=resume), listeners=listeners)
+            if state is not None:
+                listeners.append(ResumeWriter(run, state, reporter))
+                run.listeners = tuple(listeners)
             existing = [str(p) for p in targets.values() if p.exists()]
             if options.skip_existing and len(existing) == len(targets):
                 reporter.skipped(path)
                 continue
-            if existing and not options.overwrite:
+            if existing and not options.overwrite and not (resume and resume.done):  # our own, resumed
                 raise Qwen3ASRError(f"{existing[0]}: exists; use --overwrite to replace it")
             reporter.file_start(path, run.announced, index, len(inputs))
             for count, _ in enumerate(run, start=1):
@@ -272,20 +332,27 @@ def transcribe_files(engine, inputs: list[Path], options: BatchOptions, reporter
                     write_atomic(progressive, render(fmt, run.snapshot(), writers), overwrite=True)
                     reporter.update(path, progressive, count)
 
-            def write(transcript, targets=targets):
+            def write(transcript, targets=targets, resumed=bool(resume and resume.done)):
                 rendered = {name: render(name, transcript, writers) for name in targets}
                 for name, target in targets.items():
-                    write_atomic(target, rendered[name], overwrite=options.overwrite or options.progressive)
+                    write_atomic(
+                        target, rendered[name], overwrite=options.overwrite or options.progressive or resumed
+                    )
                 return list(targets.values())
 
             audio_total += run.finish(write).duration
+            if state is not None:
+                state.unlink(missing_ok=True)  # complete: nothing left to resume
         except Qwen3ASRError as exc:
             failed.append(str(path))
-            run.fail(exc)
-            if created:
+            if run is not None:
+                run.fail(exc)
+            else:
+                reporter.on_failure(str(path), exc)
+            if created and not (state and state.exists()):
                 progressive.unlink(missing_ok=True)
-        except BaseException:  # Ctrl-C, SIGTERM: no partial file of ours stays behind
-            if created:
+        except BaseException:  # Ctrl-C, SIGTERM: no partial file of ours stays behind (unless resumable)
+            if created and not (state and state.exists()):
                 progressive.unlink(missing_ok=True)
             raise
     wall = time.monotonic() - started

@@ -61,6 +61,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progressive=args.progressive,
         skip_existing=args.skip_existing,
+        resume=args.resume,
     )
     reporter = JsonReporter() if args.json_progress else Reporter(quiet=args.quiet)
     summary = transcribe_files(engine, inputs, batch, reporter)
@@ -282,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="rewrite the (first) output after every segment, atomically, for players",
     )
     p.add_argument("--start", type=float, help="begin at this many seconds, then transcribe the beginning")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep STEM.resume.json beside the outputs while running; when it is there, go on from it (keep "
+        "what is done, transcribe the rest from --start); removed when the input is done",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_transcribe)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from .engine.cues import build_cues, timed_words
@@ -32,6 +32,39 @@ class Cancelled(Qwen3ASRError):
 
 
 @dataclass(frozen=True)
+class Resume:
+    """A transcript to go on with: the time ranges (seconds) already transcribed and their segments. The run
+    keeps those segments and transcribes only the rest, from `start_seconds` on, then what is before it."""
+
+    done: tuple[tuple[float, float], ...] = ()
+    segments: tuple[Segment, ...] = ()
+
+
+def merge_ranges(ranges: Iterable[Sequence[float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for a, b in sorted((float(a), float(b)) for a, b in ranges if b > a):
+        if out and a <= out[-1][1] + 1e-6:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def gaps(done: Sequence[tuple[float, float]], duration: float, start: float = 0.0, least: float = 0.5):
+    """The ranges of [0, duration) not in `done` (merged), longer than `least` seconds, in the order a player
+    wants them: from `start` to the end of its gap, then the later gaps, then the earlier ones (and the part of
+    start's gap before it last)."""
+    out, at = [], 0.0
+    for a, b in [*merge_ranges(done), (duration, duration)]:
+        if a - at >= least:
+            out.append((at, min(a, duration)))
+        at = max(at, b)
+    later = [(max(a, start), b) for a, b in out if b > start and b - max(a, start) >= least]
+    before = [(a, min(b, start)) for a, b in out if a < start and min(b, start) - a >= least]
+    return later + before
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """What a front end asks of one run: the engine's options, the cue rules and the post-processing."""
 
@@ -45,6 +78,7 @@ class RunOptions:
     first_batch_size: int | None = None  # 1: the first segment as soon as possible (progressive outputs)
     cue_rules: Mapping[str, float | int | None] = field(default_factory=dict)  # CueRules overrides
     postprocess: Mapping[str, object] = field(default_factory=dict)  # postprocess hooks' `options`
+    resume: Resume | None = None  # go on with a transcript; the run then tracks the ranges it has done
 
 
 def announced_duration(source: str) -> float | None:
@@ -84,6 +118,7 @@ class Transcription:
         self._stream: Iterator[Segment] | None = None
         self._languages: set[str] = set()
         self._error: Exception | None = None
+        self.done: list[tuple[float, float]] = merge_ranges(options.resume.done) if options.resume else []
 
     @cached_property
     def announced(self) -> float | None:
@@ -109,13 +144,56 @@ class Transcription:
             keywords = {
                 name: getattr(self.options, name) for name in ENGINE_KEYWORDS if name != "on_progress"
             }
-            segments, self.info = self.engine.transcribe(self.source, on_progress=self._progress, **keywords)
-            for segment in segments:
-                yield self._add(segment)
+            if self.options.resume is not None:
+                yield from self._resumed(keywords)
+            else:
+                segments, self.info = self.engine.transcribe(
+                    self.source, on_progress=self._progress, **keywords
+                )
+                for segment in segments:
+                    yield self._add(segment)
             self._check_length()
         except Qwen3ASRError as exc:
             self.fail(exc)
             raise
+
+    def _resumed(self, keywords: dict) -> Iterator[Segment]:
+        """The resumed transcript's segments (kept, no events), then each gap in the player's order, one
+        engine call per gap (`end_seconds`), with `done` growing after every chunk."""
+        parameters = inspect.signature(self.engine.transcribe).parameters
+        if "end_seconds" not in parameters and not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+            raise Qwen3ASRError(f"{self.source}: this engine cannot resume a transcript (no end_seconds)")
+        duration = self.announced
+        if not duration:
+            raise Qwen3ASRError(f"{self.source}: cannot resume: the file does not say how long it is")
+        # Only segments inside the ranges done count: a run stopped after a segment but before its range was
+        # recorded has that chunk done again.
+        self.segments.extend(
+            s for s in self.options.resume.segments if any(x <= s.start < y for x, y in self.done)
+        )
+        self._languages.update(s.language for s in self.segments if s.language)
+        self.info = TranscriptionInfo(next((s.language for s in self.segments if s.language), None), duration)
+        count = len(self.segments)
+        for a, b in gaps(self.done, duration, self.options.start_seconds or 0.0):
+            reached = [a]
+
+            def progress(seconds: float, a: float = a, reached: list[float] = reached) -> None:
+                # A chunk's progress comes before its segments: the chunk before it is complete now.
+                self.done = merge_ranges([*self.done, (a, reached[0])])
+                reached[0] = seconds
+                self._progress(sum(y - x for x, y in self.done))
+
+            segments, info = self.engine.transcribe(
+                self.source, on_progress=progress, **{**keywords, "start_seconds": a}, end_seconds=b
+            )
+            for segment in segments:
+                yield self._add(replace(segment, id=count))
+                count += 1
+            self.done = merge_ranges([*self.done, (a, b)])
+            self._progress(sum(y - x for x, y in self.done))
+            self.info.language = self.info.language or info.language
+            self.info.languages.extend(x for x in info.languages if x not in self.info.languages)
+        self.info.duration = duration
 
     def _add(self, segment: Segment) -> Segment:
         segment = chain(

@@ -195,3 +195,43 @@ def test_bad_inputs_without_quiet_give_one_line_and_the_batch_goes_on(models, me
     assert "empty.mp4: not a media file" in err and "missing.wav: no such file" in err
     assert (tmp_path / "talk.srt").exists() and not (tmp_path / "empty.srt").exists()
     assert "2 of 3 inputs failed" in err
+
+
+def test_resume_goes_on_from_where_a_killed_run_stopped(models, tmp_path):
+    """A player's run is killed (mpv does, on a seek) after its first chunk; the next run with --resume keeps
+    that chunk's segments, decodes only the rest, and ends with the whole transcript."""
+    wav = write_wav(tmp_path / "talk.wav", speech_like(16_000 * 75, seed=5))
+    out = tmp_path / "out"
+    common = [
+        QWEN3ASR, "transcribe", str(wav), "--model", str(models("tiny")), "--aligner", str(models("aligner-tiny")),
+        "--device", "cpu", "--json-progress", "--progressive", "--resume", "--output-dir", str(out), "-f", "srt,json",
+    ]  # fmt: skip
+    first = subprocess.Popen([*common, "--start", "40"], stdout=subprocess.PIPE, text=True)
+    starts = []
+    for line in first.stdout:
+        event = json.loads(line)
+        starts += [event["start"]] if event["event"] == "segment" else []
+        if event["event"] == "ranges" and any(a <= t < b for a, b in event["done"] for t in starts):
+            first.terminate()  # SIGTERM, once a range with words in it is recorded
+            break
+    first.wait(30)
+    state = json.loads((out / "talk.resume.json").read_text(encoding="utf-8"))
+    [(a, b)] = state["done"]  # from 40 s, in chunks of 20-30 s cut where it is quietest
+    assert a == 40.0 and b <= 75.0 and state["source"] == str(wav)
+    kept = [(s["start"], s["text"]) for s in state["segments"] if a <= s["start"] < b]
+    assert kept
+    assert (out / "talk.srt").exists()  # the progressive file stays with its state
+
+    second = subprocess.run([*common, "--start", "10"], capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    events = [json.loads(line) for line in second.stdout.splitlines()]
+    decoded = [e for e in events if e["event"] == "segment"]
+    assert a == 40.0 and decoded and all(e["start"] <= a for e in decoded)  # only before 40 s: nothing twice
+    ranges = [e["done"] for e in events if e["event"] == "ranges"]
+    assert ranges[0] == [[a, b]] and [[10.0, b]] in ranges  # the kept range, then on from --start 10
+    assert ranges[-1] == [[0.0, 75.0]]
+    cues = pysubs2.load(str(out / "talk.srt"))
+    assert cues[0].start < 10_000 and cues[-1].end > 70_000
+    final = json.loads((out / "talk.json").read_text(encoding="utf-8"))["segments"]
+    assert {(t, text) for t, text in kept} <= {(s["start"], s["text"]) for s in final}  # kept as they were
+    assert not (out / "talk.resume.json").exists()  # done: nothing left to resume

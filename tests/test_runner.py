@@ -25,7 +25,7 @@ from qwen3asr_plugin.api import (
     transcribe_to_transcript,
 )
 from qwen3asr_plugin.engine.errors import Qwen3ASRError
-from qwen3asr_plugin.engine.records import join_texts
+from qwen3asr_plugin.engine.records import Word, join_texts
 from qwen3asr_plugin.plugins import pm
 from qwen3asr_plugin.runner import Cancelled
 from tests.parity import speech_like
@@ -474,3 +474,64 @@ def test_subtitle_edit_settings_reach_the_engine_and_the_run(tmp_path, monkeypat
     assert response["status"] == "ok", response
     assert asked == {"engine": "local", "aligner": False}
     assert "123个人" in response["subtitle"]["native"]
+
+
+def test_gaps_come_in_the_order_a_player_wants_them():
+    from qwen3asr_plugin.runner import gaps
+
+    assert gaps([], 100.0, 40.0) == [(40.0, 100.0), (0.0, 40.0)]
+    assert gaps([(30.0, 50.0), (49.0, 60.0)], 100.0, 80.0) == [(80.0, 100.0), (0.0, 30.0), (60.0, 80.0)]
+    assert gaps([(30.0, 50.0)], 100.0, 40.0) == [(50.0, 100.0), (0.0, 30.0)]  # start inside a done range
+    assert gaps([(0.0, 99.8)], 100.0) == []  # slivers under half a second are not worth a run
+
+
+class WindowEngine:
+    """An Engine with end_seconds: one segment per 10 s of the window asked for, progress after each; it
+    records the windows it was asked for."""
+
+    def __init__(self, duration: float):
+        self.duration, self.windows = duration, []
+
+    def transcribe(self, source, *, start_seconds=None, end_seconds=None, on_progress=None, **keywords):
+        a, b = start_seconds or 0.0, self.duration if end_seconds is None else end_seconds
+        self.windows.append((a, b))
+        info = TranscriptionInfo("English", self.duration)
+
+        def stream():
+            at = a
+            while at < b - 1e-9:
+                end = min(b, at + 10.0)
+                on_progress(end)
+                yield Segment(0, at, end, f"words {at:g}", "English", words=(Word(at, end, f"words {at:g}"),))
+                at = end
+
+        return stream(), info
+
+
+def test_a_resumed_run_keeps_what_is_done_and_transcribes_only_the_rest(tmp_path, monkeypatch):
+    from qwen3asr_plugin import runner
+    from qwen3asr_plugin.runner import Resume, RunOptions, Transcription
+
+    monkeypatch.setattr(runner, "announced_duration", lambda source: 60.0)
+    earlier = (
+        Segment(0, 20.0, 30.0, "kept 20", "English", words=(Word(20.0, 30.0, "kept 20"),)),
+        # written just before the run stopped, its range not yet recorded: decoded again, not kept twice
+        Segment(1, 50.0, 52.0, "stray 50", "English", words=(Word(50.0, 52.0, "stray 50"),)),
+    )
+    engine = WindowEngine(60.0)
+    run = Transcription(
+        engine, tmp_path / "x.wav", RunOptions(start_seconds=45.0, resume=Resume(((20.0, 30.0),), earlier))
+    )
+    transcript = run.finish()
+    assert engine.windows == [(45.0, 60.0), (0.0, 20.0), (30.0, 45.0)]
+    assert [s.text for s in transcript.segments] == [
+        "words 0",
+        "words 10",
+        "kept 20",
+        "words 30",
+        "words 40",
+        "words 45",
+        "words 55",
+    ]
+    assert run.done == [(0.0, 60.0)] and transcript.duration == 60.0
+    assert len({s.id for s in transcript.segments}) == 7
