@@ -246,12 +246,12 @@ def resume_path(source: Path, output_dir: Path | None) -> Path:
     return (output_dir or source.parent) / f"{source.stem}.resume.json"
 
 
-def read_resume(path: Path, source: Path) -> Resume | None:
+def read_resume(path: Path, source: Path, audio_track: int = 0) -> Resume | None:
     """The transcript so far that `path` holds for `source` (None when there is none, or it is another
-    file's: it is then replaced)."""
+    file's or another audio track's: it is then replaced)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("source") != str(source):
+        if data.get("source") != str(source) or data.get("audio_track", 0) != audio_track:
             return None
         segments = tuple(
             Segment(**{**s, "tokens": tuple(s.get("tokens") or ()), "words": _words(s.get("words"))})
@@ -278,6 +278,7 @@ class ResumeWriter:
     def on_progress(self, source, seconds, duration):
         state = {
             "source": source,
+            "audio_track": self.run.options.audio_track,
             "duration": duration,
             "done": [[round(a, 3), round(b, 3)] for a, b in self.run.done],
             "segments": [asdict(s) for s in self.run.segments],
@@ -314,7 +315,7 @@ def transcribe_files(engine, inputs: list[Path], options: BatchOptions, reporter
         state = resume_path(path, options.output_dir) if options.resume else None
         run = None
         try:
-            resume = (read_resume(state, path) or Resume()) if state else None
+            resume = (read_resume(state, path, run_options.audio_track) or Resume()) if state else None
             listeners = [reporter]
             run = Transcription(engine, path, replace(run_options, resume=resume), listeners=listeners)
             if state is not None:

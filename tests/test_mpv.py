@@ -209,6 +209,10 @@ if mode == "updates":  # three updates of a growing subtitle, each after the tes
         while k < 3 and not os.path.exists(folder + f"/../go{{k}}"):
             time.sleep(0.05)
     sys.exit(0)
+if mode == "ranges":  # the first 30 s of the --start position's range are done; then it works on
+    start = float(sys.argv[sys.argv.index("--start") + 1]) if "--start" in sys.argv else 0.0
+    print(json.dumps({{"event": "ranges", "done": [[0.0, 30.0], [start, start + 30.0]]}}), flush=True)
+    time.sleep(60)
 if mode == "fail":
     print(json.dumps({{"event": "error", "input": sys.argv[2], "message": "film.mkv: has no audio stream"}}), flush=True)
     sys.exit(1)
@@ -316,5 +320,88 @@ def test_the_viewers_track_choice_survives_the_updates(video, tmp_path):
         mpv.command("script-message-to", "qwen3asr", "generate")  # a second press: the same track, no new run
         assert wait_for(lambda: len(mpv.messages("qwen3asr-done")) == 2, 10, mpv)
         assert len(runs(log)) == 1 and len(ours()) == 1 and mpv.get("sid") == track["id"]
+    finally:
+        mpv.close()
+
+
+def test_a_seek_outside_what_is_done_restarts_there_and_keeps_the_rest(tmp_path):
+    """mpv's playback-restart after a seek: inside the ranges done, or just ahead of the job's front, nothing
+    happens; elsewhere the job starts again a second ahead of the new position, resuming what is done."""
+    film = video_with_audio(
+        tmp_path / "long film.mp4", write_wav(tmp_path / "a.wav", speech_like(16_000 * 300))
+    )
+    command, log = fake_engine(tmp_path, "ranges")
+    opts = f"qwen3asr-command={command}"
+    mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts={opts}")
+
+    def seek(position: float) -> None:
+        mpv.command("seek", position, "absolute")
+        assert wait_for(lambda: abs((mpv.get("time-pos") or 0) - position) < 1, 10, mpv)
+        mpv.pump(1.0)  # time for the script to act on the playback-restart
+
+    try:
+        mpv.command("loadfile", str(film))
+        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: runs(log), 20, mpv)
+        mpv.pump(1.0)
+        assert "--resume" in runs(log)[0] and "--start" not in runs(log)[0]
+        seek(20)  # done
+        seek(45)  # not done, but the job gets there with its next chunk
+        assert len(runs(log)) == 1 and not mpv.messages("qwen3asr-restarted")
+        seek(200)
+        assert wait_for(lambda: len(runs(log)) == 2, 10, mpv)
+        second = runs(log)[1]
+        assert (
+            float(second[second.index("--start") + 1]) == pytest.approx(201, abs=1) and "--resume" in second
+        )
+        seek(10)  # done by the first job: kept
+        seek(215)  # the second job's own range
+        assert len(runs(log)) == 2
+        seek(100)  # behind the second job's start and not done
+        assert wait_for(lambda: len(runs(log)) == 3, 10, mpv)
+        third = runs(log)[2]
+        assert float(third[third.index("--start") + 1]) == pytest.approx(101, abs=1)
+        assert [float(args[0]) for args in mpv.messages("qwen3asr-restarted")] == pytest.approx(
+            [201, 101], abs=1
+        )
+    finally:
+        mpv.close()
+
+
+def test_a_seek_with_the_engine_keeps_the_cues_made_and_fills_the_rest(models, tmp_path):
+    film = video_with_audio(
+        tmp_path / "film.mp4", write_wav(tmp_path / "a.wav", speech_like(16_000 * 240, seed=4))
+    )
+    opts = ",".join(
+        [
+            f"qwen3asr-command={QWEN3ASR}",
+            f"qwen3asr-model={models('tiny')}",
+            f"qwen3asr-aligner={models('aligner-tiny')}",
+            "qwen3asr-extra_args=--device cpu",
+        ]
+    )
+    mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts={opts}")
+
+    def cues():
+        track = [t for t in mpv.get("track-list") if t["type"] == "sub"][0]
+        return [(e.start, e.end, e.plaintext) for e in pysubs2.load(track["external-filename"])]
+
+    try:
+        mpv.command("loadfile", str(film))
+        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: mpv.messages("qwen3asr-update"), 60, mpv)
+        first = cues()[:-1]  # the first chunk's cues (the last may join words of the next chunk later)
+        assert first
+        mpv.command("seek", 180, "absolute")
+        assert wait_for(lambda: mpv.messages("qwen3asr-restarted"), 10, mpv)
+        assert wait_for(
+            lambda: any(c[0] >= 181_000 for c in cues()), 60, mpv
+        )  # subtitles where the viewer is
+        assert wait_for(lambda: mpv.messages("qwen3asr-done"), 120, mpv), mpv.messages("qwen3asr-failed")
+        final = cues()
+        assert set(first) <= set(final)  # nothing made before the seek is lost
+        assert final[0][0] < 30_000 and final[-1][1] > 230_000 and any(90_000 < c[0] < 150_000 for c in final)
     finally:
         mpv.close()

@@ -24,6 +24,7 @@ local o = {
     out_dir = "",           -- where the subtitle goes ("" = a temporary folder, removed afterwards)
     extra_args = "",        -- more arguments for `qwen3asr transcribe`, space separated
     verbose = false,        -- show the engine's JSON events on the terminal
+    seek_lead = 1.0,        -- after a seek outside what is done, start this many seconds ahead of it
 }
 options.read_options(o, "qwen3asr")
 
@@ -35,7 +36,9 @@ local state = {}
 local function reset()
     -- job: the running subprocess; output: the subtitle file; sid: its track; error: the engine's last error;
     -- audio: the audio track id transcribed
-    state = {job = nil, output = nil, sid = nil, temp_dir = nil, done = false, error = nil, audio = nil}
+    -- ranges: the {start, end} ranges transcribed (the engine's resume state); start: where the job began
+    state = {job = nil, output = nil, sid = nil, temp_dir = nil, done = false, error = nil, audio = nil,
+             ranges = {}, start = 0}
 end
 reset()
 
@@ -109,6 +112,8 @@ local function on_event(event)
         mp.commandv("script-message", "qwen3asr-update", tostring(event.segments))
     elseif event.event == "progress" and event.percent then
         osd(string.format("%d%%", math.floor(event.percent)), 2)
+    elseif event.event == "ranges" and event.done then
+        state.ranges = event.done
     elseif event.event == "error" then
         state.error = tostring(event.message or "")
         osd("error: " .. state.error, 8)
@@ -161,6 +166,9 @@ local function cleanup()
         if state.output then
             os.remove(state.output)
         end
+        if state.resume_file then
+            os.remove(state.resume_file)  -- left by a job stopped before the end
+        end
         remove_folder(state.temp_dir)
     end
     reset()
@@ -194,7 +202,7 @@ local function refuse(why)
     mp.commandv("script-message", "qwen3asr-refused", why)
 end
 
-local function generate()
+local function generate(at)
     if state.job then
         osd("already running", 2)
         return
@@ -223,7 +231,10 @@ local function generate()
         end
         out_dir = state.temp_dir
     end
-    local args = {o.command, "transcribe", source, "--json-progress", "--progressive",
+    local _, name = utils.split_path(source)
+    state.resume_file = utils.join_path(out_dir, (name:match("^(.+)%.[^%.]*$") or name) .. ".resume.json")
+    -- --resume: a restart after a seek keeps what is done (the engine's STEM.resume.json in out_dir)
+    local args = {o.command, "transcribe", source, "--json-progress", "--progressive", "--resume",
                   "--format", o.format, "--output-dir", out_dir}
     if state.temp_dir then
         table.insert(args, "--overwrite")  -- only ever our own folder; in out_dir, never replace a file
@@ -232,8 +243,9 @@ local function generate()
         table.insert(args, "--audio-track")
         table.insert(args, tostring(track))
     end
-    local position = mp.get_property_number("time-pos") or 0
-    if o.from_position and position > 1 then
+    local position = at or (o.from_position and mp.get_property_number("time-pos")) or 0
+    state.start = position > 1 and position or 0
+    if position > 1 then
         table.insert(args, "--start")
         table.insert(args, string.format("%.3f", position))
     end
@@ -272,6 +284,41 @@ local function generate()
     state.job = job
 end
 
+-- After a seek to where nothing is done and the job is not about to be, start again just ahead of it; the
+-- engine keeps what is done (--resume) and fills the rest afterwards.
+local AHEAD = 30  -- seconds past the job's front that it will reach with its current chunk
+local function covered(position)
+    for _, range in ipairs(state.ranges) do
+        if range[1] <= position and position < range[2] then
+            return true
+        end
+    end
+    return false
+end
+
+local function front()
+    local at = state.start
+    for _, range in ipairs(state.ranges) do
+        if range[1] <= at + 0.5 and at < range[2] then
+            at = range[2]
+        end
+    end
+    return at
+end
+
+mp.register_event("playback-restart", function()
+    local position = mp.get_property_number("time-pos")
+    if not state.job or not position or covered(position) then
+        return
+    end
+    if position >= state.start and position < front() + AHEAD then
+        return
+    end
+    stop_job()
+    mp.commandv("script-message", "qwen3asr-restarted", string.format("%.3f", position + o.seek_lead))
+    generate(position + o.seek_lead)
+end)
+
 -- Switching the audio track while a job runs starts again on the new one.
 mp.observe_property("current-tracks/audio/id", "number", function(_, id)
     if state.job and id and state.audio and id ~= state.audio then
@@ -279,13 +326,13 @@ mp.observe_property("current-tracks/audio/id", "number", function(_, id)
         if state.sid then
             mp.commandv("sub-remove", tostring(state.sid))
         end
-        state.sid, state.output, state.done = nil, nil, false
+        state.sid, state.output, state.done, state.ranges = nil, nil, false, {}
         generate()
     end
 end)
 
-mp.add_key_binding(o.key, "generate", generate)
-mp.register_script_message("generate", generate)
+mp.add_key_binding(o.key, "generate", function() generate() end)
+mp.register_script_message("generate", function() generate() end)
 mp.register_event("end-file", cleanup)
 mp.register_event("shutdown", cleanup)
 mp.register_event("file-loaded", function()
