@@ -144,7 +144,7 @@ class Transcription:
             keywords = {
                 name: getattr(self.options, name) for name in ENGINE_KEYWORDS if name != "on_progress"
             }
-            if self.options.resume is not None:
+            if self.options.resume is not None and self._windows():
                 yield from self._resumed(keywords)
             else:
                 segments, self.info = self.engine.transcribe(
@@ -157,12 +157,15 @@ class Transcription:
             self.fail(exc)
             raise
 
+    def _windows(self) -> bool:
+        """Whether the engine takes `end_seconds` (one window of the input); one that does not does the whole
+        input each time, so a resumed run with it starts afresh."""
+        parameters = inspect.signature(self.engine.transcribe).parameters
+        return "end_seconds" in parameters or any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+
     def _resumed(self, keywords: dict) -> Iterator[Segment]:
         """The resumed transcript's segments (kept, no events), then each gap in the player's order, one
         engine call per gap (`end_seconds`), with `done` growing after every chunk."""
-        parameters = inspect.signature(self.engine.transcribe).parameters
-        if "end_seconds" not in parameters and not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
-            raise Qwen3ASRError(f"{self.source}: this engine cannot resume a transcript (no end_seconds)")
         duration = self.announced
         if not duration:
             raise Qwen3ASRError(f"{self.source}: cannot resume: the file does not say how long it is")

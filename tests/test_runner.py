@@ -535,3 +535,13 @@ def test_a_resumed_run_keeps_what_is_done_and_transcribes_only_the_rest(tmp_path
     ]
     assert run.done == [(0.0, 60.0)] and transcript.duration == 60.0
     assert len({s.id for s in transcript.segments}) == 7
+
+
+def test_a_resumed_run_with_an_engine_without_windows_starts_afresh(tmp_path):
+    from qwen3asr_plugin.runner import Resume, RunOptions, Transcription
+
+    kept = (Segment(0, 5.0, 6.0, "kept", "English"),)
+    run = Transcription(
+        ScriptedEngine(SEGMENTS, 22.0), tmp_path / "x.wav", RunOptions(resume=Resume(((5.0, 6.0),), kept))
+    )
+    assert [s.text for s in run.finish().segments] == ["first words", "later words", "再见"]
