@@ -158,17 +158,14 @@ class Transcription:
             raise
 
     def _windows(self) -> bool:
-        """Whether the engine takes `end_seconds` (one window of the input); one that does not does the whole
-        input each time, so a resumed run with it starts afresh."""
-        parameters = inspect.signature(self.engine.transcribe).parameters
-        return "end_seconds" in parameters or any(p.kind == p.VAR_KEYWORD for p in parameters.values())
+        """Whether the engine names `end_seconds` (one window of the input) and the input's length is known;
+        otherwise each call would do the whole input, so a resumed run starts afresh."""
+        return "end_seconds" in inspect.signature(self.engine.transcribe).parameters and bool(self.announced)
 
     def _resumed(self, keywords: dict) -> Iterator[Segment]:
         """The resumed transcript's segments (kept, no events), then each gap in the player's order, one
         engine call per gap (`end_seconds`), with `done` growing after every chunk."""
         duration = self.announced
-        if not duration:
-            raise Qwen3ASRError(f"{self.source}: cannot resume: the file does not say how long it is")
         # Only segments inside the ranges done count: a run stopped after a segment but before its range was
         # recorded has that chunk done again.
         self.segments.extend(
