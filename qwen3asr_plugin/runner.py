@@ -147,6 +147,7 @@ class Transcription:
             if self.options.resume is not None and self._windows():
                 yield from self._resumed(keywords)
             else:
+                self.done = []  # a fresh start: what an earlier run did is done again
                 segments, self.info = self.engine.transcribe(
                     self.source, on_progress=self._progress, **keywords
                 )
