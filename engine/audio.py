@@ -49,8 +49,12 @@ def iter_audio(
     duration_seconds: float | None = None,
 ):
     """Blocks of 16 kHz mono float32 decoded by ffmpeg, optionally a window of the file."""
-    from .media import read_blocks
+    from .media import is_url, read_blocks
 
+    if is_url(str(path)):
+        return read_blocks(
+            str(path), audio_track, start_seconds=start_seconds, duration_seconds=duration_seconds
+        )
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")

@@ -22,6 +22,36 @@ from .audio import SAMPLE_RATE
 from .errors import AudioError
 
 BLOCK_SECONDS = 10.0
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# ffmpeg input options for network sources, as a player sends them (mpv's user-agent and
+# http-header-fields); set once by the front end (`--user-agent`, `--http-header`).
+NETWORK: dict[str, str] = {}
+
+
+def is_url(source) -> bool:
+    """A URL ffmpeg opens itself (http, https, rtmp, ...); `Path` would mangle it (https:/host/...)."""
+    return isinstance(source, str) and bool(URL.match(source))
+
+
+def set_network_options(user_agent: str | None = None, headers: list[str] | tuple[str, ...] = ()) -> None:
+    NETWORK.clear()
+    if user_agent:
+        NETWORK["user_agent"] = user_agent
+    if headers:
+        NETWORK["headers"] = "".join(f"{h.strip()}\r\n" for h in headers if h.strip())
+
+
+def _network(source) -> dict[str, str]:
+    return dict(NETWORK) if is_url(str(source)) else {}
+
+
+def source_stem(source) -> str:
+    """The name outputs take: a file's stem, or the last part of a URL's path (`stream` when it has none)."""
+    if is_url(str(source)):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(str(source)).path)).stem or "stream"
+    return Path(source).stem
 
 
 @lru_cache(maxsize=1)
@@ -60,7 +90,9 @@ def probe(path: Path | str) -> MediaInfo:
     """Duration and stream counts from `ffmpeg -i` (no ffprobe). Raises AudioError for unreadable input.
 
     Several layers ask about the same file (batch, API, decoder, ffmpeg host); the answer is cached per
-    path, size and modification time, so ffmpeg runs once per file."""
+    path, size and modification time, so ffmpeg runs once per file (a URL once per process)."""
+    if is_url(str(path)):
+        return _probe(str(path), -1, 0, tuple(sorted(NETWORK.items())))
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
@@ -71,8 +103,11 @@ def probe(path: Path | str) -> MediaInfo:
 
 
 @lru_cache(maxsize=64)
-def _probe(path: Path, size: int, mtime_ns: int) -> MediaInfo:
-    run = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True)
+def _probe(path: Path | str, size: int, mtime_ns: int, network: tuple = ()) -> MediaInfo:
+    options = [x for key, value in network for x in (f"-{key}", value)]
+    run = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", *options, "-i", str(path)], capture_output=True
+    )
     report = run.stderr.decode("utf-8", "replace")
     kinds = _STREAM.findall(report)
     if not kinds:
@@ -101,7 +136,7 @@ def decode_command(
         window["ss"] = f"{start_seconds:.3f}"
     if duration_seconds is not None:
         window["t"] = f"{duration_seconds:.3f}"
-    stream = ffmpeg.input(str(path), **window)[f"a:{audio_track}"]
+    stream = ffmpeg.input(str(path), **window, **_network(path))[f"a:{audio_track}"]
     out = ffmpeg.output(stream, "pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=SAMPLE_RATE)
     return [ffmpeg_exe(), *out.global_args("-nostdin", "-hide_banner", "-loglevel", "error").compile()[1:]]
 

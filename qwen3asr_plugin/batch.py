@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .engine.errors import Qwen3ASRError
 from .engine.files import write_atomic
+from .engine.media import is_url, source_stem
 from .engine.records import Segment, Word
 from .engine.writers import render
 from .runner import Resume, RunOptions, Transcription
@@ -47,10 +48,13 @@ MEDIA_SUFFIXES = {
 }
 
 
-def collect_inputs(items: list[str]) -> list[Path]:
-    """Files as given, and the media files inside folders (recursively, sorted)."""
-    out: list[Path] = []
+def collect_inputs(items: list[str]) -> list[Path | str]:
+    """Files as given, URLs as given (str), and the media files inside folders (recursively, sorted)."""
+    out: list[Path | str] = []
     for item in items:
+        if is_url(item):
+            out.append(item)
+            continue
         path = Path(item)
         if path.is_dir():
             out.extend(
@@ -61,9 +65,14 @@ def collect_inputs(items: list[str]) -> list[Path]:
     return out
 
 
-def output_paths(source: Path, formats: list[str], output_dir: Path | None) -> dict[str, Path]:
-    folder = output_dir or source.parent
-    return {fmt: folder / f"{source.stem}.{fmt}" for fmt in formats}
+def output_folder(source: Path | str, output_dir: Path | None) -> Path:
+    """--output-dir, else the input's folder (the current one for a URL)."""
+    return output_dir or (Path.cwd() if is_url(str(source)) else Path(source).parent)
+
+
+def output_paths(source: Path | str, formats: list[str], output_dir: Path | None) -> dict[str, Path]:
+    folder = output_folder(source, output_dir)
+    return {fmt: folder / f"{source_stem(source)}.{fmt}" for fmt in formats}
 
 
 class Reporter:
@@ -86,7 +95,7 @@ class Reporter:
         self.bar = tqdm(
             total=known,
             unit="s",
-            desc=f"[{index}/{total}] {path.name}",
+            desc=f"[{index}/{total}] {path if is_url(str(path)) else Path(path).name}",
             file=sys.stderr,
             leave=False,
             dynamic_ncols=True,
@@ -242,8 +251,8 @@ class BatchOptions:
     resume: bool = False  # keep <stem>.resume.json beside the outputs; go on from it when it is there
 
 
-def resume_path(source: Path, output_dir: Path | None) -> Path:
-    return (output_dir or source.parent) / f"{source.stem}.resume.json"
+def resume_path(source: Path | str, output_dir: Path | None) -> Path:
+    return output_folder(source, output_dir) / f"{source_stem(source)}.resume.json"
 
 
 def read_resume(path: Path, source: Path, audio_track: int = 0) -> Resume | None:

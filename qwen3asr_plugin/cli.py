@@ -50,6 +50,10 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         if fmt not in writers:
             raise Qwen3ASRError(f"unknown output format {fmt!r}; choose from {', '.join(writers)} or all")
     run = options.run_options(args, start_seconds=args.start)  # reads --replace before any model loads
+    if args.user_agent or args.http_header:
+        from .engine.media import set_network_options
+
+        set_network_options(args.user_agent, args.http_header or ())
     engine = load_engine(args.engine, **options.engine_options(args))
     inputs = collect_inputs(args.inputs)
     if not inputs:
@@ -265,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=parents,
         help="transcribe audio or video files into subtitles",
     )
-    p.add_argument("inputs", nargs="+", help="audio or video files, or folders of them")
+    p.add_argument("inputs", nargs="+", help="audio or video files, folders of them, or http(s) URLs")
     p.add_argument(
         "-f", "--format", default="srt", help="comma list of srt, vtt, ass, json, txt, lrc, or all"
     )
@@ -283,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="rewrite the (first) output after every segment, atomically, for players",
     )
     p.add_argument("--start", type=float, help="begin at this many seconds, then transcribe the beginning")
+    p.add_argument("--user-agent", help="User-Agent for http(s) inputs (a player passes its own)")
+    p.add_argument(
+        "--http-header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="an HTTP header for http(s) inputs (repeat for more; e.g. a Cookie or Referer a site needs)",
+    )
     p.add_argument(
         "--resume",
         action="store_true",

@@ -83,9 +83,9 @@ class RunOptions:
 
 def announced_duration(source: str) -> float | None:
     """The duration a local media file's container announces (None for other sources or unreadable files)."""
-    from .engine.media import probe
+    from .engine.media import is_url, probe
 
-    if not os.path.isfile(source):
+    if not (os.path.isfile(source) or is_url(source)):
         return None
     try:
         return probe(source).duration

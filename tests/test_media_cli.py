@@ -235,3 +235,49 @@ def test_resume_goes_on_from_where_a_killed_run_stopped(models, tmp_path):
     final = json.loads((out / "talk.json").read_text(encoding="utf-8"))["segments"]
     assert {(t, text) for t, text in kept} <= {(s["start"], s["text"]) for s in final}  # kept as they were
     assert not (out / "talk.resume.json").exists()  # done: nothing left to resume
+
+
+def test_a_url_is_transcribed_with_the_headers_given(models, tmp_path):
+    from tests.http_media import MediaServer
+    from tests.media import ffmpeg
+
+    served = tmp_path / "www"
+    served.mkdir()
+    wav = write_wav(tmp_path / "a.wav", speech_like(16_000 * 40, seed=8))
+    video_with_audio(tmp_path / "film.mp4", wav)
+    ffmpeg(
+        "-i", str(tmp_path / "film.mp4"), "-c", "copy", "-movflags", "+faststart", str(served / "my film.mp4")
+    )
+    out = tmp_path / "out"
+    with MediaServer(served) as server:
+        url = f"{server.url}/my%20film.mp4?token=abc"
+        run = transcribe(
+            models, url, "-o", str(out), "--start", "20", "--user-agent", "mpv 0.35.1",
+            "--http-header", "Cookie: session=42", "--http-header", "Referer: https://example.org/",
+        )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    cues = pysubs2.load(str(out / "my film.srt"))  # named from the URL's path
+    assert cues and cues[-1].end > 30_000
+    assert server.seen and all(r.get("user-agent") == "mpv 0.35.1" for r in server.seen)
+    assert all(
+        r.get("cookie") == "session=42" and r.get("referer") == "https://example.org/" for r in server.seen
+    )
+    assert any(
+        r.get("range", "bytes=0-").split("=")[1].split("-")[0] != "0" for r in server.seen
+    )  # --start seeks
+
+
+def test_a_url_without_an_output_folder_lands_in_the_current_one(models, tmp_path):
+    from tests.http_media import MediaServer
+
+    served = tmp_path / "www"
+    served.mkdir()
+    write_wav(served / "clip.wav", speech_like(16_000 * 3))
+    with MediaServer(served) as server:
+        run = subprocess.run(
+            [QWEN3ASR, "transcribe", f"{server.url}/clip.wav", "--model", str(models("tiny")), "--no-align",
+             "--device", "cpu", "--quiet"],
+            capture_output=True, text=True, cwd=tmp_path,
+        )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "clip.srt").is_file() and not (tmp_path / "http:").exists()

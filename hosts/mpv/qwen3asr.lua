@@ -217,11 +217,30 @@ local function generate(at)
         mp.commandv("script-message", "qwen3asr-done", state.output)
         return
     end
-    if mp.get_property("demuxer-via-network") == "yes" or path:find("://") or path == "-" then
-        refuse("network streams are not supported yet")
+    local network = {}
+    if path == "-" or path:find("^fd://") then
+        refuse("pipes and standard input are not supported yet; play a file or a URL")
         return
+    elseif path:find("^file://") then
+        path = path:gsub("^file://", ""):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+    elseif path:find("^%a[%w+.-]*://") then
+        if (mp.get_property("stream-open-filename") or path) ~= path then
+            refuse("sites played through yt-dlp are not supported yet; direct media URLs are")
+            return
+        end
+        -- The engine's ffmpeg opens the URL itself, with the headers mpv sends (user-agent, http-header-fields).
+        local agent = mp.get_property("user-agent") or ""
+        if agent ~= "" then
+            network = {"--user-agent", agent}
+        end
+        for _, field in ipairs(mp.get_property_native("http-header-fields") or {}) do
+            table.insert(network, "--http-header")
+            table.insert(network, field)
+        end
     end
-    path = utils.join_path(mp.get_property("working-directory") or "", path)
+    if not path:find("^%a[%w+.-]*://") then
+        path = utils.join_path(mp.get_property("working-directory") or "", path)
+    end
     local source, track, audio_id = playing_audio(path)
     local out_dir = o.out_dir
     if out_dir == "" then
@@ -254,6 +273,9 @@ local function generate(at)
             table.insert(args, pair[1])
             table.insert(args, pair[2])
         end
+    end
+    for _, arg in ipairs(network) do
+        table.insert(args, arg)
     end
     for word in o.extra_args:gmatch("%S+") do
         table.insert(args, word)
