@@ -154,6 +154,26 @@ class Reporter:
             )
 
 
+def emit_json(**event) -> None:
+    """One JSON line on stdout, in UTF-8 whatever stdout's encoding: on Windows a pipe gets the ANSI code page,
+    which cannot hold most text (CJK raises UnicodeEncodeError in cp1252) and turns paths into bytes the host
+    misreads. Not ASCII escapes: mpv's JSON parser rejects the surrogate pairs they need beyond the BMP
+    (mpv-player/mpv misc/json.c). Undecodable bytes of POSIX paths go out as they were (surrogateescape)."""
+    line = json.dumps(event, ensure_ascii=False) + "\n"
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream (a test's capture): it takes str
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        return
+    try:
+        data = line.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        data = line.encode("utf-8", "replace")
+    sys.stdout.flush()
+    buffer.write(data)
+    buffer.flush()
+
+
 class JsonReporter(Reporter):
     """One JSON object per line on stdout, for hosts (mpv, Subtitle Edit): file, progress, segment, update,
     skipped, output, error and done events."""
@@ -162,23 +182,11 @@ class JsonReporter(Reporter):
         super().__init__(show_text=False, quiet=True)
 
     def _emit(self, **event) -> None:
-        """One line of UTF-8 whatever stdout's encoding: on Windows a pipe gets the ANSI code page, which cannot
-        hold most text (CJK raises UnicodeEncodeError in cp1252) and turns paths into bytes the host misreads.
-        Not ASCII escapes: mpv's JSON parser rejects the surrogate pairs they need beyond the BMP
-        (mpv-player/mpv misc/json.c). Undecodable bytes of POSIX paths go out as they were (surrogateescape)."""
-        line = json.dumps(event, ensure_ascii=False) + "\n"
-        buffer = getattr(sys.stdout, "buffer", None)
-        if buffer is None:  # a text-only stream (a test's capture): it takes str
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            return
-        try:
-            data = line.encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
-            data = line.encode("utf-8", "replace")
-        sys.stdout.flush()
-        buffer.write(data)
-        buffer.flush()
+        emit_json(**event)
+
+    def status(self, message: str) -> None:
+        """What happens before the first file (a model download, conversion, loading), for the host's screen."""
+        self._emit(event="status", message=message)
 
     def file_start(self, path, duration, index, total):
         self.started = time.monotonic()

@@ -54,6 +54,8 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         from .engine.media import set_network_options
 
         set_network_options(args.user_agent, args.http_header or ())
+    if args.json_progress:
+        JsonReporter().status("loading the model")
     engine = load_engine(args.engine, **options.engine_options(args))
     inputs = collect_inputs(args.inputs)
     if not inputs:

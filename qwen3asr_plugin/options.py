@@ -119,7 +119,12 @@ def read_replacements(path: Path | None) -> list[tuple[str, str]]:
 
 
 def say(args: argparse.Namespace):
-    """Progress lines on stderr unless --quiet."""
+    """Progress lines (a model download, conversion) on stderr unless --quiet; `status` JSON events on stdout
+    with --json-progress, so that a host shows them while they happen (it reads stderr only at the end)."""
+    if getattr(args, "json_progress", False):
+        from .batch import emit_json
+
+        return lambda msg: emit_json(event="status", message=str(msg).strip())
     return None if getattr(args, "quiet", False) else (lambda msg: print(f"  {msg}", file=sys.stderr))
 
 

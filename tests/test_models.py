@@ -99,3 +99,32 @@ def test_resolving_names_and_folders(tiny_model, tiny_checkpoint, monkeypatch, t
         model_store.resolve_model(str(tiny_checkpoint))
     with pytest.raises(ModelError, match="no such model"):
         model_store.resolve_model(str(tmp_path / "missing"))
+
+
+@pytest.mark.skipif(__import__("shutil").which("mpv") is None, reason="mpv is installed by tests/run.sh")
+def test_a_first_press_in_mpv_says_that_the_model_is_being_fetched(hub, tmp_path):
+    """On a fresh install the first press downloads and converts the model (minutes for real weights): the
+    engine says so in `status` events as it happens, and the mpv script shows them."""
+    from qwen3asr_plugin.hosts.mpv import script_path
+    from tests.media import video_with_audio, write_wav
+    from tests.mpv_ipc import Mpv
+    from tests.test_mpv import wait_for
+
+    film = video_with_audio(tmp_path / "film.mp4", write_wav(tmp_path / "a.wav", speech_like(16_000 * 4)))
+    mpv = Mpv(
+        tmp_path / "mpv.sock",
+        f"--script={script_path()}",
+        f"--script-opts=qwen3asr-command={QWEN3ASR}",
+        env=hub.env,
+    )
+    try:
+        mpv.command("loadfile", str(film))
+        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: mpv.messages("qwen3asr-done"), 180, mpv), mpv.messages("qwen3asr-failed")
+        said = [m[0] for m in mpv.messages("qwen3asr-status")]
+        assert said[0] == "loading the model"
+        assert any(m.startswith("downloading Qwen/Qwen3-ASR-0.6B") for m in said)
+        assert any(m.startswith("converting") for m in said)
+    finally:
+        mpv.close()

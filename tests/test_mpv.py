@@ -91,7 +91,7 @@ def test_subtitles_appear_and_grow_while_watching(models, video, tmp_path):
 
         mpv.command("stop")  # closing the file cleans up the temporary subtitle
         assert wait_for(lambda: not output.exists(), 10, mpv)
-        assert not output.parent.exists()
+        assert wait_for(lambda: not output.parent.exists(), 10, mpv)
     finally:
         mpv.close()
 

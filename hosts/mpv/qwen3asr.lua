@@ -112,6 +112,11 @@ local function on_event(event)
         mp.commandv("script-message", "qwen3asr-update", tostring(event.segments))
     elseif event.event == "progress" and event.percent then
         osd(string.format("%d%%", math.floor(event.percent)), 2)
+    elseif event.event == "status" and event.message then
+        osd(tostring(event.message), 30)  -- a download or conversion can take minutes: say what it is doing
+        mp.commandv("script-message", "qwen3asr-status", tostring(event.message))
+    elseif event.event == "file" then
+        osd("transcribing…", 2)
     elseif event.event == "ranges" and event.done then
         state.ranges = event.done
     elseif event.event == "error" then
