@@ -419,3 +419,25 @@ def test_a_seek_with_the_engine_keeps_the_cues_made_and_fills_the_rest(models, t
         assert final[0][0] < 30_000 and final[-1][1] > 230_000 and any(90_000 < c[0] < 150_000 for c in final)
     finally:
         mpv.close()
+
+
+def test_install_honours_portable_config_on_windows(tmp_path, monkeypatch):
+    """mpv.exe with a portable_config folder beside it reads its config from there only (mpv.rst, FILES ON
+    WINDOWS): the script must go there, not to %APPDATA%\\mpv."""
+    from qwen3asr_plugin.hosts import mpv as host
+
+    program = tmp_path / "mpv ü"
+    (program / "portable_config").mkdir(parents=True)
+    exe = program / "mpv.exe"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATHEXT", ".exe")  # shutil.which's Windows rules on this file system
+    monkeypatch.delenv("MPV_HOME", raising=False)
+    monkeypatch.setenv("APPDATA", str(tmp_path / "appdata"))
+    monkeypatch.setenv("PATH", f"{program}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert "installed" in MpvHost().install()
+    assert (program / "portable_config" / "scripts" / "qwen3asr.lua").is_file()
+    assert not (tmp_path / "appdata").exists()
+    (program / "portable_config").rename(program / "elsewhere")
+    assert host.mpv_config_dir() == tmp_path / "appdata" / "mpv"

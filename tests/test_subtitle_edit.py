@@ -362,7 +362,7 @@ WINDOWS_LAYOUTS = {
 def test_windows_manifest_names_the_installed_exe(tmp_path, monkeypatch, layout):
     from importlib import metadata
 
-    import qwen3asr_plugin.hosts.subtitle_edit as se
+    import qwen3asr_plugin.hosts as hosts
 
     root = tmp_path / "Users" / "José Müller"
     site, scripts, python = (root / p for p in WINDOWS_LAYOUTS[layout])
@@ -374,7 +374,7 @@ def test_windows_manifest_names_the_installed_exe(tmp_path, monkeypatch, layout)
     relative = os.path.relpath(exe, site).replace(os.sep, "/")
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: qwen3asr-plugin\nVersion: 0.1.0\n")
     (info / "RECORD").write_text(f"qwen3asr_plugin/__init__.py,,\n{relative},,\n", encoding="utf-8")
-    monkeypatch.setattr(se.metadata, "distribution", lambda name: metadata.PathDistribution(info))
+    monkeypatch.setattr(hosts.metadata, "distribution", lambda name: metadata.PathDistribution(info))
     monkeypatch.setattr(sys, "platform", "win32")
     monkeypatch.setattr(sys, "executable", str(python))
     monkeypatch.setenv("QWEN3ASR_SE_DATA", str(root / "AppData" / "Roaming" / "Subtitle Edit"))

@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from qwen3asr_plugin import hookimpl
+from qwen3asr_plugin.hosts import installed_script
 
 SCRIPT = "qwen3asr.lua"
 CONF = "qwen3asr.conf"
@@ -20,17 +21,23 @@ def script_path() -> Path:
 
 
 def mpv_config_dir() -> Path:
-    """mpv's user folder: $MPV_HOME, else %APPDATA%/mpv on Windows, else $XDG_CONFIG_HOME/mpv or ~/.config/mpv."""
+    """mpv's user folder: $MPV_HOME, else on Windows the `portable_config` folder beside mpv.exe when there is
+    one (mpv then reads its config from there only: mpv.rst, FILES ON WINDOWS), else %APPDATA%/mpv, else
+    $XDG_CONFIG_HOME/mpv or ~/.config/mpv."""
     if os.environ.get("MPV_HOME"):
         return Path(os.environ["MPV_HOME"])
     if sys.platform == "win32":
+        found = shutil.which("mpv")
+        if found and (Path(found).parent / "portable_config").is_dir():
+            return Path(found).parent / "portable_config"
         return Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming")) / "mpv"
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "mpv"
 
 
 def engine_command() -> str:
-    """The full path of this installation's `qwen3asr` command, so mpv finds it without PATH."""
-    here = Path(sys.executable).parent / ("qwen3asr.exe" if sys.platform == "win32" else "qwen3asr")
+    """The full path of this installation's `qwen3asr` command, so mpv finds it without PATH (the scripts
+    folder of the install, which is not beside python.exe outside a venv)."""
+    here = installed_script("qwen3asr")
     return str(here) if here.exists() else (shutil.which("qwen3asr") or "qwen3asr")
 
 

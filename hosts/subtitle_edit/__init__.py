@@ -13,10 +13,8 @@ import os
 import re
 import shutil
 import sys
-import sysconfig
 import tempfile
 from dataclasses import dataclass, replace
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +33,7 @@ from qwen3asr_plugin.engine.cues import TimedWord, break_lines, timed_words
 from qwen3asr_plugin.engine.errors import Qwen3ASRError
 from qwen3asr_plugin.engine.media import read_blocks
 from qwen3asr_plugin.engine.model_store import DEFAULT_MODEL
+from qwen3asr_plugin.hosts import installed_script
 
 PLUGIN_FOLDER = "Qwen3ASR"
 PLATFORM_KEYS = {"win32": "windows", "darwin": "macos"}  # plugin.json's `executables` keys; others: linux
@@ -282,28 +281,6 @@ def configure_speech_to_text(settings_file: Path, url: str = SE_URL, model: str 
     tmp.write_text(json.dumps(settings, ensure_ascii=False, indent=2), encoding="utf-8")
     os.replace(tmp, settings_file)
     return f"configured Subtitle Edit's speech to text in {settings_file} (the previous file: {backup.name})"
-
-
-def installed_script(name: str) -> Path:
-    """The absolute path of this installation's console script `name` (`.exe` on Windows).
-
-    The path pip recorded in the distribution's RECORD when there is one (venv, system, `--user` and conda
-    installs alike; pip writes scripts to the scheme's scripts folder, which is not beside `python.exe`
-    outside a venv), else the scripts folder of the install scheme whose site-packages holds this package
-    (editable installs)."""
-    exe = name + (".exe" if sys.platform == "win32" else "")
-    try:
-        dist = metadata.distribution("qwen3asr-plugin")
-        for file in dist.files or ():
-            if file.name == exe:
-                return Path(os.path.normpath(dist.locate_file(file))).absolute()
-    except metadata.PackageNotFoundError:
-        pass
-    here = Path(__file__).resolve()
-    user = sysconfig.get_preferred_scheme("user")
-    if here.is_relative_to(Path(sysconfig.get_path("purelib", user)).resolve()):
-        return Path(sysconfig.get_path("scripts", user)) / exe
-    return Path(sysconfig.get_path("scripts")) / exe
 
 
 class SubtitleEditHost:
