@@ -97,3 +97,31 @@ def test_bench_reports_every_stage(models):
         assert stage in lines, run.stdout
     assert "30 tokens" in lines["decode"] and "2 at once" in lines["decode"]  # 3 chunks of 10 tokens
     assert "RTF" in lines["total"] and "peak memory" in lines["total"]
+
+
+def test_bad_inputs_without_quiet_as_a_script_runs_it(tiny_model, tmp_path):
+    """As a scheduled job runs it: no --quiet, stderr to a file (not a terminal). The progress bar must not
+    turn a bad input into a traceback that stops the batch."""
+    good = tmp_path / "talk.wav"
+    wavfile.write(good, 16_000, speech_like(16_000 * 2))
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    log = tmp_path / "log.txt"
+    with log.open("w") as stderr:
+        run = subprocess.run(
+            [
+                QWEN3ASR,
+                "transcribe",
+                str(empty),
+                str(tmp_path / "gone.wav"),
+                str(good),
+                "--model",
+                str(tiny_model),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    said = log.read_text()
+    assert run.returncode == 1 and "Traceback" not in said, said
+    assert "empty.mp4" in said and "gone.wav: no such file" in said
+    assert (tmp_path / "talk.srt").exists()
