@@ -80,10 +80,14 @@ class MediaInfo:
     audio_streams: int
     video_streams: int
     subtitle_streams: int = 0
+    # (kind, codec) of every stream in order, e.g. ("Subtitle", "subrip")
+    streams: tuple[tuple[str, str], ...] = ()
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
-_STREAM = re.compile(r"Stream #\d+:\d+(?:\[[^\]]*\])?(?:\([^)]*\))?: (Audio|Video|Subtitle|Data)")
+_STREAM = re.compile(
+    r"Stream #\d+:\d+(?:\[[^\]]*\])?(?:\([^)]*\))?: (Audio|Video|Subtitle|Data|Attachment)(?:: (\w+))?"
+)
 
 
 def probe(path: Path | str) -> MediaInfo:
@@ -109,7 +113,8 @@ def _probe(path: Path | str, size: int, mtime_ns: int, network: tuple = ()) -> M
         [ffmpeg_exe(), "-hide_banner", "-nostdin", *options, "-i", str(path)], capture_output=True
     )
     report = run.stderr.decode("utf-8", "replace")
-    kinds = _STREAM.findall(report)
+    streams = tuple(_STREAM.findall(report))
+    kinds = [kind for kind, _ in streams]
     if not kinds:
         last = report.strip().splitlines()[-1] if report.strip() else "unknown format"
         raise AudioError(f"{path}: not a media file ffmpeg can read ({last.split(': ')[-1]})")
@@ -118,7 +123,9 @@ def _probe(path: Path | str, size: int, mtime_ns: int, network: tuple = ()) -> M
     if match:
         h, m, s = match.groups()
         duration = int(h) * 3600 + int(m) * 60 + float(s)
-    return MediaInfo(path, duration, kinds.count("Audio"), kinds.count("Video"), kinds.count("Subtitle"))
+    return MediaInfo(
+        path, duration, kinds.count("Audio"), kinds.count("Video"), kinds.count("Subtitle"), streams
+    )
 
 
 def decode_command(

@@ -198,3 +198,94 @@ def test_works_with_the_ffmpeg_imageio_ships(models, media, tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert probe(out).subtitle_streams == 1
+
+
+def stream_tags(path: Path) -> list[str]:
+    """`ffmpeg -i`'s stream lines, e.g. 'Stream #0:2(ger): Subtitle: mov_text'."""
+    report = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True
+    ).stderr
+    return [line.strip() for line in report.splitlines() if line.strip().startswith("Stream #")]
+
+
+def test_an_mkv_with_srt_and_a_font_muxes_into_mp4(models, media, tmp_path):
+    """An SRT track cannot be stream-copied into mp4, nor can a font attachment: the track is converted to
+    mov_text and the font dropped with a note, decided before transcribing (it used to fail after)."""
+    font = tmp_path / "font.ttf"
+    font.write_bytes(b"\x00\x01\x00\x00" + bytes(64))
+    rich = tmp_path / "rich.mkv"
+    ffmpeg("-i", str(media["with_subs"]), "-map", "0", "-c", "copy", "-attach", str(font),
+           "-metadata:s:t", "mimetype=application/x-truetype-font", str(rich))  # fmt: skip
+    out = tmp_path / "rich.mp4"
+    run = tool(models, "-i", str(rich), str(out))
+    assert run.returncode == 0, run.stderr
+    assert "attachment" in run.stderr and "dropped" in run.stderr
+    assert probe(out).subtitle_streams == 2 and "an existing track" in subtitle_text(out, 0)
+    assert all("mov_text" in line for line in stream_tags(out) if "Subtitle" in line)
+
+
+def test_a_stream_webm_cannot_hold_fails_before_transcribing(models, media, tmp_path):
+    out = tmp_path / "clip.webm"
+    run = tool(models, "-i", str(media["mp4"]), str(out))
+    assert run.returncode == 1 and "webm cannot hold mpeg4 video" in run.stderr and "libvpx" in run.stderr
+    assert "subtitles, language" not in run.stderr and not out.exists()
+
+
+def test_whisper_filter_options_language_auto_destination_stdout_and_format(models, media, tmp_path):
+    out = tmp_path / "clip.mkv"
+    run = tool(models, "-i", str(media["mp4"]), "--language", "auto", "--destination", "-", str(out))
+    assert run.returncode == 0, run.stderr
+    assert pysubs2.SSAFile.from_string(run.stdout, format_="srt") and not (Path.cwd() / "-").exists()
+    assert probe(out).subtitle_streams == 1
+    wrong = tool(models, "-i", str(media["mp4"]), "--format", "json", str(tmp_path / "b.mkv"))
+    assert wrong.returncode == 1 and "--destination only" in wrong.stderr
+    side = tmp_path / "side.json"
+    ok = tool(
+        models,
+        "-i",
+        str(media["mp4"]),
+        "--format",
+        "json",
+        "--destination",
+        str(side),
+        str(tmp_path / "c.mkv"),
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert __import__("json").loads(side.read_text())["segments"] is not None
+    assert "Subtitle: subrip" in " ".join(
+        stream_tags(tmp_path / "c.mkv")
+    )  # the track stays a subtitle format
+
+
+def test_mov_gets_the_bibliographic_language_code(models, media, tmp_path):
+    out = tmp_path / "clip.mov"
+    run = tool(models, "-i", str(media["mp4"]), "--language", "de", str(out))
+    assert run.returncode == 0, run.stderr
+    assert any("(ger): Subtitle" in line for line in stream_tags(out)), stream_tags(out)
+    mp4 = tmp_path / "clip.mp4"
+    assert tool(models, "-i", str(media["mp4"]), "--language", "de", str(mp4)).returncode == 0
+    assert any("(deu): Subtitle" in line for line in stream_tags(mp4))
+
+
+def test_burn_keeps_the_other_tracks_unless_told(models, media, tmp_path):
+    kept = tmp_path / "kept.mkv"
+    run = tool(models, "-i", str(media["mkv"]), "--audio-track", "1", "--burn", "-c:v", "mpeg4", str(kept))
+    assert run.returncode == 0, run.stderr
+    assert probe(kept).audio_streams == 2
+    only = tmp_path / "only.mkv"
+    run = tool(models, "-i", str(media["mkv"]), "--audio-track", "1", "--burn", "--drop-other-tracks",
+               "-c:v", "mpeg4", str(only))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert probe(only).audio_streams == 1
+
+
+def test_a_url_input(models, media, tmp_path):
+    from tests.http_media import MediaServer
+
+    served = tmp_path / "www"
+    served.mkdir()
+    ffmpeg("-i", str(media["mp4"]), "-c", "copy", "-movflags", "+faststart", str(served / "clip.mp4"))
+    with MediaServer(served) as server:
+        run = tool(models, "-i", f"{server.url}/clip.mp4", str(tmp_path / "clip.mkv"))
+    assert run.returncode == 0, run.stderr
+    assert probe(tmp_path / "clip.mkv").subtitle_streams == 1 and server.seen

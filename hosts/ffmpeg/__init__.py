@@ -2,10 +2,11 @@
 
     qwen3asr-ffmpeg -i IN [options] [extra ffmpeg arguments] OUT
 
-Transcribes the chosen audio stream of IN, then either muxes the subtitles into OUT as a soft track with
-stream copy (mov_text in mp4/mov, srt or ass in mkv, webvtt in webm; language and title set; existing
-subtitle tracks kept), or burns them into the picture (`--burn`, through ffmpeg's subtitles filter), or, when
-OUT is a subtitle file (.srt/.vtt/.ass), writes just that. Extra arguments go to ffmpeg as they are. The input
+Transcribes the chosen audio stream of IN (a file or a URL), then either muxes the subtitles into OUT as a
+soft track with stream copy (mov_text in mp4/mov, srt or ass in mkv, webvtt in webm; language and title set;
+the input's other streams kept where OUT can carry them, checked before transcribing), or burns them into
+the picture (`--burn`, through ffmpeg's subtitles filter), or, when OUT is a subtitle file (.srt/.vtt/.ass),
+writes just that. Extra arguments go to ffmpeg as they are. The input
 is never modified, and OUT appears only when complete (written to a temporary name, then renamed). Option
 names follow ffmpeg 8's whisper filter where they overlap: --language, --destination, --format.
 """
@@ -32,8 +33,21 @@ from qwen3asr_plugin.api import (
     transcribe_to_transcript,
     write_atomic,
 )
+from qwen3asr_plugin.engine.media import is_url
 
 SUBTITLE_SUFFIXES = {".srt": "srt", ".vtt": "vtt", ".ass": "ass"}
+TRACK_FORMATS = ("srt", "ass", "vtt")  # what a muxed track is made from
+SIDECAR_FORMATS = {"srt": "srt", "ass": "ass", "vtt": "vtt", "json": "json", "txt": "txt", "text": "txt"}
+TEXT_SUBTITLES = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
+MP4_LIKE = (".mp4", ".mov", ".m4v")
+WEBM_VIDEO, WEBM_AUDIO = {"vp8", "vp9", "av1"}, {"opus", "vorbis"}
+# QuickTime (.mov) takes ISO 639-2/B language codes: ffmpeg's mov muxer leaves the tag empty for the /T ones
+# (libavformat/isom.c, mov_mdhd_language_map); mp4 and mkv take /T.
+BIBLIOGRAPHIC = {
+    "sqi": "alb", "hye": "arm", "eus": "baq", "mya": "bur", "zho": "chi", "ces": "cze", "nld": "dut",
+    "fra": "fre", "kat": "geo", "deu": "ger", "ell": "gre", "isl": "ice", "mkd": "mac", "mri": "mao",
+    "msa": "may", "fas": "per", "ron": "rum", "slk": "slo", "bod": "tib", "cym": "wel",
+}  # fmt: skip
 
 
 class FfmpegError(Qwen3ASRError):
@@ -54,13 +68,68 @@ def subtitle_codec(out: Path, fmt: str) -> str:
     )
 
 
+def plan_streams(info, out: Path, burn: bool, extra: list[str]) -> tuple[list[str], int, list[str]]:
+    """The -map/-c arguments that carry the input's streams into OUT, the number of subtitle streams they
+    make, and a note for each stream OUT cannot carry (dropped). Checked before transcribing: a stream copy
+    the container refuses (an SRT track into mp4, h264 into webm) would fail only after the whole job."""
+    suffix = out.suffix.lower()
+    argv, notes, subtitles = [], [], 0
+    video_seen = False
+    recoded = {a.split(":")[1] for a in extra if a.startswith("-c:") and len(a.split(":")) > 1} | (
+        {"v", "a", "s"} if "-c" in extra else set()
+    )
+    for index, (kind, codec) in enumerate(info.streams):
+        where = f"stream {index} ({kind.lower()} {codec or '?'})"
+        if kind == "Video":
+            if burn and video_seen:
+                notes.append(f"{where}: only the first video stream is kept when burning")
+                continue
+            if suffix == ".webm" and codec not in WEBM_VIDEO and "v" not in recoded and not burn:
+                raise FfmpegError(
+                    f"{out}: webm cannot hold {codec} video; use .mkv, or add -c:v libvpx-vp9 to re-encode it"
+                )
+            video_seen = True
+            argv += ["-map", f"0:{index}"]
+        elif kind == "Audio":
+            if suffix == ".webm" and codec not in WEBM_AUDIO and "a" not in recoded:
+                raise FfmpegError(
+                    f"{out}: webm cannot hold {codec} audio; use .mkv, or add -c:a libopus to re-encode it"
+                )
+            argv += ["-map", f"0:{index}"]
+        elif kind == "Subtitle":
+            if suffix in MP4_LIKE + (".webm",) and codec not in TEXT_SUBTITLES:
+                notes.append(f"{where}: {out.suffix} cannot carry picture-based subtitles; dropped")
+                continue
+            argv += ["-map", f"0:{index}"]
+            target = "mov_text" if suffix in MP4_LIKE else "webvtt" if suffix == ".webm" else "copy"
+            argv += [f"-c:s:{subtitles}", target]
+            subtitles += 1
+        elif suffix in (".mkv", ".mka"):
+            argv += ["-map", f"0:{index}"]  # attachments (fonts) and data go along in Matroska
+        else:
+            notes.append(f"{where}: {out.suffix} cannot carry it; dropped")
+    return argv, subtitles, notes
+
+
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(
         prog="qwen3asr-ffmpeg", description=__doc__.split("\n")[0], parents=cli_parents()
     )
     p.add_argument("-i", dest="input", required=True, help="the input media")
-    p.add_argument("--format", default=None, help="subtitle format: srt, ass or vtt (default by container)")
-    p.add_argument("--destination", help="also write the subtitles to this file (a sidecar)")
+    p.add_argument(
+        "--format",
+        default=None,
+        choices=sorted(SIDECAR_FORMATS),
+        help="subtitle format: srt, ass or vtt for the track (default by container); json and text (txt) for "
+        "--destination only",
+    )
+    p.add_argument("--destination", help="also write the subtitles to this file (a sidecar; - for stdout)")
+    p.add_argument(
+        "--drop-other-tracks",
+        action="store_true",
+        help="with --burn, keep only the video and the transcribed audio (default: every audio and subtitle "
+        "track OUT can carry)",
+    )
     p.add_argument(
         "--burn", action="store_true", help="burn the subtitles into the picture (re-encodes video)"
     )
@@ -84,19 +153,39 @@ def _ffmpeg(argv: list[str]) -> None:
 
 def run(argv: list[str]) -> int:
     args, rest = parse_args(argv)
-    src, out, extra = Path(args.input), Path(rest[-1]), rest[:-1]
+    src = args.input if is_url(args.input) else Path(args.input)
+    out, extra = Path(rest[-1]), rest[:-1]
     try:
         if out.exists() and not args.overwrite:
             raise FfmpegError(f"{out}: exists; use -y to replace it")
-        if out.resolve() == src.resolve():
+        if isinstance(src, Path) and out.resolve() == src.resolve():
             raise FfmpegError(f"{out}: is the input; write to another file (the input is never modified)")
+        if (args.language or "").lower() == "auto":  # the whisper filter's default: detect
+            args.language = None
         info = probe(src)
         if info.audio_streams == 0:
             raise FfmpegError(f"{src}: has no audio stream; there is nothing to transcribe")
         sidecar_only = out.suffix.lower() in SUBTITLE_SUFFIXES
-        fmt = args.format or (SUBTITLE_SUFFIXES.get(out.suffix.lower()) if sidecar_only else "srt")
-        if not sidecar_only and not args.burn:
-            subtitle_codec(out, fmt)  # fail before the long transcription if OUT cannot carry subtitles
+        asked = SIDECAR_FORMATS.get(args.format or "")
+        if sidecar_only and asked and asked != SUBTITLE_SUFFIXES[out.suffix.lower()]:
+            raise FfmpegError(f"{out}: a {out.suffix} file cannot hold --format {args.format}")
+        if asked in ("json", "txt") and not args.destination:
+            raise FfmpegError(f"--format {args.format} is for --destination only; a track is srt, ass or vtt")
+        fmt = (
+            SUBTITLE_SUFFIXES[out.suffix.lower()]
+            if sidecar_only
+            else asked
+            if asked in TRACK_FORMATS
+            else "srt"
+        )
+        side_fmt = asked or fmt
+        streams: tuple[list[str], int, list[str]] = ([], 0, [])
+        if not sidecar_only:
+            if not args.burn:
+                subtitle_codec(out, fmt)  # fail before the long transcription if OUT cannot carry subtitles
+            streams = plan_streams(info, out, args.burn, extra)
+            for note in streams[2]:
+                print(f"qwen3asr-ffmpeg: {note}", file=sys.stderr)
         options = run_options(args)  # reads --replace before any model loads
         engine = load_engine(args.engine, **engine_options(args))
 
@@ -105,13 +194,20 @@ def run(argv: list[str]) -> int:
                 sub = Path(tmp) / f"subtitles.{fmt}"
                 sub.write_text(render_subtitles(transcript, fmt), encoding="utf-8")
                 written = []
-                if args.destination:
-                    written.append(_publish(sub, Path(args.destination), args.overwrite))
                 if sidecar_only:
                     written.append(_publish(sub, out, args.overwrite))
                 else:
                     language = ISO639_2.get(transcript.language or "", "und")
-                    written.append(_mux(src, sub, out, args, extra, info.subtitle_streams, fmt, language))
+                    if out.suffix.lower() == ".mov":
+                        language = BIBLIOGRAPHIC.get(language, language)
+                    written.append(_mux(src, sub, out, args, extra, streams, fmt, language))
+                if args.destination == "-":  # as the whisper filter's destination=- (pipe:1)
+                    sys.stdout.write(render_subtitles(transcript, side_fmt))
+                    sys.stdout.flush()
+                elif args.destination:
+                    text = render_subtitles(transcript, side_fmt)
+                    write_atomic(Path(args.destination), text, overwrite=args.overwrite)
+                    written.append(Path(args.destination))
                 return written
 
         transcript = transcribe_to_transcript(engine, src, options, write=write)
@@ -128,34 +224,29 @@ def run(argv: list[str]) -> int:
         return 130
 
 
-def _mux(src: Path, sub: Path, out: Path, args, extra: list[str], n: int, fmt: str, language: str) -> Path:
-    """OUT with the subtitles burnt in or as a new soft track (the n-th subtitle stream), atomically."""
+def _mux(src, sub: Path, out: Path, args, extra: list[str], streams, fmt: str, language: str) -> Path:
+    """OUT with the subtitles burnt in or as a new soft track after the input's own (`streams`, from
+    plan_streams: the input's streams OUT can carry), atomically."""
     partial = out.with_name(f".{out.stem}.partial-{os.getpid()}{out.suffix}")
+    maps, n, _ = streams
     if args.burn:
-        argv = [
-            "-i",
-            str(src),
-            "-map",
-            "0:v:0",
-            "-map",
-            f"0:a:{args.audio_track}?",
-            "-vf",
-            f"subtitles=filename={_filter_path(sub)}",
-            "-c:a",
-            "copy",
-        ]
+        argv = ["-i", str(src)]
+        if args.drop_other_tracks:
+            argv += ["-map", "0:v:0", "-map", f"0:a:{args.audio_track}?", "-c:a", "copy"]
+        else:
+            argv += [*maps, "-c:a", "copy"]
+        argv += ["-vf", f"subtitles=filename={_filter_path(sub)}"]
     else:
         argv = [
             "-i",
             str(src),
             "-i",
             str(sub),
-            "-map",
-            "0",
-            "-map",
-            "1",
             "-c",
             "copy",
+            *maps,
+            "-map",
+            "1",
             f"-c:s:{n}",
             subtitle_codec(out, fmt),
             f"-metadata:s:s:{n}",
