@@ -10,8 +10,11 @@ for s in segments:                             # work happens here, chunk by chu
 from __future__ import annotations
 
 import os
+import sys
+import sysconfig
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +22,15 @@ import numpy as np
 from .engine.aligner import ForcedAligner
 from .engine.audio import SAMPLE_RATE, iter_audio, load_audio, to_mono_16k
 from .engine.chunking import ChunkOptions
+from .engine.cues import TimedWord, break_lines, timed_words
 from .engine.decoder import DecoderOptions
 from .engine.encoder import EncoderOptions
 from .engine.errors import Qwen3ASRError
 from .engine.files import write_atomic
 from .engine.languages import ISO639_2, canonical_language
-from .engine.media import ffmpeg_exe, probe
+from .engine.media import ffmpeg_exe, is_url, probe
 from .engine.model_folder import load_model_info
-from .engine.model_store import preset_aligner, resolve_model
+from .engine.model_store import DEFAULT_MODEL, preset_aligner, resolve_model
 from .engine.pipeline import AsrPipeline, TranscribeOptions
 from .engine.records import Cue, Segment, Transcript, TranscriptionInfo, Word
 from .engine.writers import render
@@ -34,6 +38,7 @@ from .hookspecs import Engine
 from .options import cli_parents, engine_options, read_replacements, run_options
 from .plugins import registry
 from .runner import Cancelled, RunOptions, Transcription, transcribe_to_transcript
+from .se_settings import SE_AUDIO_FORMAT, SE_ENGINE, SE_TIMEOUT_SECONDS, SE_URL, engine_instructions
 
 __all__ = [
     "ISO639_2",
@@ -60,6 +65,19 @@ __all__ = [
     "run_options",
     "transcribe_to_transcript",
     "write_atomic",
+    "SAMPLE_RATE",
+    "DEFAULT_MODEL",
+    "SE_AUDIO_FORMAT",
+    "SE_ENGINE",
+    "SE_TIMEOUT_SECONDS",
+    "SE_URL",
+    "engine_instructions",
+    "TimedWord",
+    "break_lines",
+    "installed_script",
+    "is_url",
+    "iter_audio",
+    "timed_words",
 ]
 
 
@@ -256,3 +274,25 @@ class Aligner:
         if language:
             language = canonical_language(language, self.info.languages)
         return self.engine.align(samples, text, language)
+
+
+def installed_script(name: str) -> Path:
+    """The absolute path of this installation's console script `name` (`.exe` on Windows).
+
+    The path pip recorded in the distribution's RECORD when there is one (venv, system, `--user` and conda
+    installs alike; pip writes scripts to the scheme's scripts folder, which is not beside `python.exe`
+    outside a venv), else the scripts folder of the install scheme whose site-packages holds this package
+    (editable installs)."""
+    exe = name + (".exe" if sys.platform == "win32" else "")
+    try:
+        dist = metadata.distribution("qwen3asr-plugin")
+        for file in dist.files or ():
+            if file.name == exe:
+                return Path(os.path.normpath(dist.locate_file(file))).absolute()
+    except metadata.PackageNotFoundError:
+        pass
+    here = Path(__file__).resolve()
+    user = sysconfig.get_preferred_scheme("user")
+    if here.is_relative_to(Path(sysconfig.get_path("purelib", user)).resolve()):
+        return Path(sysconfig.get_path("scripts", user)) / exe
+    return Path(sysconfig.get_path("scripts")) / exe

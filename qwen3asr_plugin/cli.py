@@ -121,7 +121,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}/v1"
     print(f"qwen3asr: serving {model_id} on {url} (POST /audio/transcriptions)", file=sys.stderr)
     if not args.quiet:
-        from .hosts.subtitle_edit import engine_instructions
+        from .se_settings import engine_instructions
 
         print(f"qwen3asr: {engine_instructions(url + '/audio/transcriptions', model_id)}", file=sys.stderr)
     serve(

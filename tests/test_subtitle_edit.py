@@ -362,7 +362,7 @@ WINDOWS_LAYOUTS = {
 def test_windows_manifest_names_the_installed_exe(tmp_path, monkeypatch, layout):
     from importlib import metadata
 
-    import qwen3asr_plugin.hosts as hosts
+    import qwen3asr_plugin.api as hosts
 
     root = tmp_path / "Users" / "José Müller"
     site, scripts, python = (root / p for p in WINDOWS_LAYOUTS[layout])

@@ -26,6 +26,7 @@ from qwen3asr_plugin.api import (
     cli_parents,
     engine_options,
     ffmpeg_exe,
+    is_url,
     load_engine,
     probe,
     render_subtitles,
@@ -33,7 +34,6 @@ from qwen3asr_plugin.api import (
     transcribe_to_transcript,
     write_atomic,
 )
-from qwen3asr_plugin.engine.media import is_url
 
 SUBTITLE_SUFFIXES = {".srt": "srt", ".vtt": "vtt", ".ass": "ass"}
 TRACK_FORMATS = ("srt", "ass", "vtt")  # what a muxed track is made from

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from qwen3asr_plugin import hookimpl
-from qwen3asr_plugin.hosts import installed_script
+from qwen3asr_plugin.api import installed_script
 
 SCRIPT = "qwen3asr.lua"
 CONF = "qwen3asr.conf"

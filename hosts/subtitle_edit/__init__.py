@@ -22,18 +22,25 @@ from scipy.io import wavfile
 
 from qwen3asr_plugin import __version__, hookimpl
 from qwen3asr_plugin.api import (
+    DEFAULT_MODEL,
+    SAMPLE_RATE,
+    SE_AUDIO_FORMAT,
+    SE_ENGINE,
+    SE_TIMEOUT_SECONDS,
+    SE_URL,
+    Qwen3ASRError,
     RunOptions,
+    TimedWord,
+    break_lines,
+    engine_instructions,
+    installed_script,
+    iter_audio,
     load_engine,
     read_replacements,
     render_subtitles,
+    timed_words,
     transcribe_to_transcript,
 )
-from qwen3asr_plugin.engine.audio import SAMPLE_RATE
-from qwen3asr_plugin.engine.cues import TimedWord, break_lines, timed_words
-from qwen3asr_plugin.engine.errors import Qwen3ASRError
-from qwen3asr_plugin.engine.media import read_blocks
-from qwen3asr_plugin.engine.model_store import DEFAULT_MODEL
-from qwen3asr_plugin.hosts import installed_script
 
 PLUGIN_FOLDER = "Qwen3ASR"
 PLATFORM_KEYS = {"win32": "windows", "darwin": "macos"}  # plugin.json's `executables` keys; others: linux
@@ -168,7 +175,7 @@ def retranscribe_lines(
         for run in runs:
             start = max(0.0, blocks[run[0]].start - PAD_SECONDS)
             end = blocks[run[-1]].end + PAD_SECONDS
-            audio = [b for b in read_blocks(video, 0, start_seconds=start, duration_seconds=end - start)]
+            audio = list(iter_audio(video, 0, start_seconds=start, duration_seconds=end - start))
             if not audio or not sum(b.size for b in audio):
                 continue
             piece = Path(temp) / f"lines-{run[0] + 1}.wav"
@@ -197,24 +204,6 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: qwen3asr-se-plugin REQUEST_JSON (Subtitle Edit runs this)", file=sys.stderr)
         return 2
     return run(args[0])
-
-
-# SE 5's own speech-to-text with `qwen3asr serve` as its OpenAI-compatible engine: the settings it needs
-# (SeTools.OpenAiCompatibleStt*, SeAudioToText.WhisperChoice; Settings.json in SE's data folder).
-SE_ENGINE = "OpenAI Compatible"
-SE_URL = "http://127.0.0.1:8000/v1/audio/transcriptions"
-SE_AUDIO_FORMAT = "wav"
-SE_TIMEOUT_SECONDS = 3600
-
-
-def engine_instructions(url: str = SE_URL, model: str = DEFAULT_MODEL) -> str:
-    """What to set in SE's Video > Speech to text for `qwen3asr serve`, and why (README, Subtitle Edit)."""
-    return (
-        f"Subtitle Edit's Video > Speech to text: engine {SE_ENGINE!r}, URL {url}, model {model} (any name "
-        f"works: the server uses the model it loaded), audio format {SE_AUDIO_FORMAT} (SE then sends at most "
-        f"about 12.6 min per request instead of 105 min of mp3), timeout {SE_TIMEOUT_SECONDS} s (SE's 300 s "
-        "ends any request longer than about 20 min of audio on a 2-core CPU); then run `qwen3asr serve`"
-    )
 
 
 def se_running() -> bool:

@@ -10,7 +10,7 @@ import os
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 
@@ -29,7 +29,15 @@ def _local(**options):
 
 
 class OpenAIEngine:
-    """Transcription through POST {endpoint}/audio/transcriptions (verbose_json, word and segment times)."""
+    """Transcription through POST {endpoint}/audio/transcriptions, chunk by chunk.
+
+    The audio is decoded and cut here with the local engine's chunker (20-30 s at quiet points), so a request
+    never meets a server's upload or length limit (vLLM: 25 MB, and one clip per request), and up to `jobs`
+    chunks are in flight at once, so a served cluster is kept busy; segments still come out in order. Each
+    chunk asks for plain `json` (what every OpenAI-compatible server answers, vLLM's Qwen3-ASR included) with
+    the language as an ISO code; `qwen3asr serve` (recognised by its /v1/models listing) is asked for
+    `verbose_json` with word times instead. Word times otherwise come from a local `aligner` when one is
+    given. Durations come from the decoded samples, never from the server."""
 
     def __init__(
         self,
@@ -37,27 +45,48 @@ class OpenAIEngine:
         model: str | None = None,
         api_key: str | None = None,
         timeout_seconds: float = 3600.0,
+        jobs: int | None = None,
+        aligner=None,
+        device: str = "auto",
+        threads: int = 0,
         **_ignored,
     ):
-        """Options meant for other engines (device, aligner, ...) are ignored."""
-        from ..engine.model_store import DEFAULT_MODEL
-
+        """`model`: the served model id (default: the first the server lists at /v1/models). `aligner`: a
+        preset or folder of a forced aligner that times the words here (default: none). Options meant for
+        other engines are ignored."""
         self.endpoint = (
             endpoint or os.environ.get("QWEN3ASR_ENDPOINT") or "http://127.0.0.1:8000/v1"
         ).rstrip("/")
-        self.model = model or DEFAULT_MODEL
+        self.model = model
         self.api_key = api_key or os.environ.get("QWEN3ASR_API_KEY") or os.environ.get("OPENAI_API_KEY")
         self.timeout_seconds = timeout_seconds
+        self.jobs = max(1, int(jobs or 4))
+        self.aligner_name = aligner if isinstance(aligner, str | os.PathLike) and aligner else None
+        self.aligner_options = {"device": device, "threads": threads}
+        self._aligner = None
+        self._served: tuple[str, bool] | None = None
 
-    def _wav_bytes(self, source, audio_track: int) -> bytes:
-        from scipy.io import wavfile
+    def _headers(self, req: urllib.request.Request) -> None:
+        if self.api_key:
+            req.add_header("Authorization", f"Bearer {self.api_key}")
 
-        from ..engine.audio import load_audio
+    def served(self) -> tuple[str, bool]:
+        """The model id to send, and whether the server is `qwen3asr serve` (asked once)."""
+        if self._served is None:
+            listed, ours = [], False
+            req = urllib.request.Request(f"{self.endpoint}/models")
+            self._headers(req)
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    listed = json.loads(resp.read().decode("utf-8")).get("data") or []
+                ours = any(m.get("owned_by") == "qwen3asr-plugin" for m in listed)
+            except (urllib.error.URLError, OSError, ValueError, AttributeError):
+                pass  # a server without the listing: the given or default name
+            from ..engine.model_store import DEFAULT_MODEL
 
-        audio = load_audio(source, audio_track)
-        buf = io.BytesIO()
-        wavfile.write(buf, SAMPLE_RATE, (np.clip(audio, -1, 1) * 32767).astype(np.int16))
-        return buf.getvalue()
+            model = self.model or (listed[0].get("id") if listed else None) or DEFAULT_MODEL
+            self._served = (model, ours)
+        return self._served
 
     def request(self, fields: list[tuple[str, str]], filename: str, data: bytes, content_type: str) -> dict:
         boundary = uuid.uuid4().hex
@@ -76,19 +105,73 @@ class OpenAIEngine:
             f"{self.endpoint}/audio/transcriptions", data=body.getvalue(), method="POST"
         )
         req.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
-        if self.api_key:
-            req.add_header("Authorization", f"Bearer {self.api_key}")
+        self._headers(req)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_seconds) as resp:
                 return json.loads(resp.read().decode("utf-8"))
         except urllib.error.HTTPError as exc:
-            try:
-                message = json.loads(exc.read().decode("utf-8"))["error"]["message"]
-            except Exception:
-                message = str(exc)
-            raise Qwen3ASRError(f"{self.endpoint}: {message}") from exc
+            raise Qwen3ASRError(f"{self.endpoint}: {_error_message(exc)}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise Qwen3ASRError(f"{self.endpoint}: unreachable ({exc}); is the server running?") from exc
+
+    def _align(self, audio: np.ndarray, text: str, language: str | None) -> tuple[Word, ...] | None:
+        if not self.aligner_name or not text:
+            return None
+        if self._aligner is None:
+            from ..api import Aligner
+
+            self._aligner = Aligner(self.aligner_name, **self.aligner_options)
+        return tuple(self._aligner.align(audio, text, language=language))
+
+    def _chunk(self, chunk, language: str | None, context: str | None) -> list[Segment]:
+        """One chunk's request, its segments in the input's time."""
+        from scipy.io import wavfile
+
+        model, ours = self.served()
+        audio = chunk.audio[: chunk.n_samples]
+        buf = io.BytesIO()
+        wavfile.write(buf, SAMPLE_RATE, (np.clip(audio, -1, 1) * 32767).astype(np.int16))
+        fields = [("model", model)]
+        if ours:
+            fields += [("response_format", "verbose_json"), ("timestamp_granularities[]", "word")]
+            fields += [("timestamp_granularities[]", "segment")]
+        else:
+            fields += [("response_format", "json")]
+        if language:
+            fields.append(("language", NAME_TO_ISO.get(language, language)))
+        if context:
+            fields.append(("prompt", context))
+        result = self.request(fields, f"chunk-{chunk.start_sample}.wav", buf.getvalue(), "audio/wav")
+        offset = chunk.start_seconds
+        if ours:
+            return [
+                Segment(
+                    s.id,
+                    s.start + offset,
+                    s.end + offset,
+                    s.text,
+                    s.language or language,
+                    words=tuple(Word(w.start + offset, w.end + offset, w.word) for w in s.words)
+                    if s.words
+                    else None,
+                )
+                for s in segments_from_verbose_json(result)
+            ]
+        text = str(result.get("text") or "").strip()
+        if not text:
+            return []  # nothing said in this chunk
+        said = _language_name(result.get("language")) or language
+        words = self._align(audio, text, said)
+        return [
+            Segment(
+                0,
+                offset,
+                chunk.end_seconds,
+                text,
+                said,
+                words=tuple(Word(w.start + offset, w.end + offset, w.word) for w in words) if words else None,
+            )
+        ]
 
     def transcribe(
         self,
@@ -103,27 +186,73 @@ class OpenAIEngine:
         batch_size: int | None = None,
         first_batch_size: int | None = None,
         on_progress=None,
+        end_seconds: float | None = None,
     ):
-        """The Engine protocol; chunking, VAD, the temperature fallback and batching are the server's to do,
-        so those keywords are accepted and left to it."""
-        data = self._wav_bytes(source, audio_track)
-        fields = [
-            ("model", self.model),
-            ("response_format", "verbose_json"),
-            ("timestamp_granularities[]", "word"),
-            ("timestamp_granularities[]", "segment"),
-        ]
-        if language:
-            fields.append(("language", NAME_TO_ISO.get(language, language)))
-        if context:
-            fields.append(("prompt", context))
-        result = self.request(fields, Path(str(source)).stem + ".wav", data, "audio/wav")
-        segments = segments_from_verbose_json(result)
-        duration = float(result.get("duration") or 0.0)
-        if on_progress:
-            on_progress(duration)
-        info = TranscriptionInfo(language=_language_name(result.get("language")), duration=duration)
-        return iter(segments), info
+        """The Engine protocol (and `end_seconds`, one window); the temperature fallback and batching are the
+        server's to do, so those keywords are accepted and left to it."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ..engine.audio import iter_audio
+        from ..engine.chunking import ChunkOptions, iter_chunks
+        from ..engine.media import probe
+
+        duration = probe(source).duration
+        start = max(0.0, start_seconds or 0.0)
+        if end_seconds is not None:
+            windows = [(start, end_seconds)]
+        elif start and duration and start < duration - 1:
+            windows = [(start, None), (0.0, start)]
+        else:
+            windows = [(0.0, None)]
+        info = TranscriptionInfo(language=language, duration=duration or 0.0)
+
+        def chunks():
+            for a, b in windows:
+                blocks = iter_audio(
+                    source, audio_track, start_seconds=a or None, duration_seconds=b and b - a
+                )
+                yield from iter_chunks(
+                    blocks, ChunkOptions(vad=vad_filter), first_sample=int(round(a * SAMPLE_RATE))
+                )
+
+        def segments():
+            done, count, heard = 0.0, 0, 0.0
+            with ThreadPoolExecutor(self.jobs) as pool:
+                pending = []
+                stream = chunks()
+                while True:
+                    for chunk in stream:
+                        pending.append((chunk, pool.submit(self._chunk, chunk, language, context)))
+                        if len(pending) >= self.jobs:
+                            break
+                    if not pending:
+                        break
+                    chunk, future = pending.pop(0)
+                    found = future.result()
+                    done += chunk.n_samples / SAMPLE_RATE
+                    heard = max(heard, chunk.end_seconds)
+                    if on_progress is not None:
+                        on_progress(chunk.end_seconds if end_seconds is not None else done)
+                    for segment in found:
+                        if segment.language and segment.language not in info.languages:
+                            info.languages.append(segment.language)
+                        info.language = info.language or segment.language
+                        yield replace(segment, id=count)
+                        count += 1
+            if end_seconds is None:
+                info.duration = max(heard, info.duration if windows[0][0] else 0.0)
+
+        return segments(), info
+
+
+def _error_message(exc: urllib.error.HTTPError) -> str:
+    """The server's message: OpenAI's {"error": {"message"}} or vLLM's {"message"} (ErrorResponse)."""
+    try:
+        body = json.loads(exc.read().decode("utf-8"))
+        error = body.get("error", body)
+        return str(error.get("message") if isinstance(error, dict) else error)
+    except Exception:
+        return f"HTTP {exc.code} {exc.reason}"
 
 
 def _language_name(value):
