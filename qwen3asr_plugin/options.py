@@ -51,6 +51,11 @@ def engine_arguments() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="local", help="local, openai, or an engine a plugin registers")
     p.add_argument("--endpoint", help="openai engine: base URL (default http://127.0.0.1:8000/v1)")
     p.add_argument("--api-key", help="openai engine: API key (or QWEN3ASR_API_KEY)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        help="openai engine: chunk requests in flight at once (default 4; more for a cluster)",
+    )
     return p
 
 
@@ -143,6 +148,7 @@ def engine_options(args: argparse.Namespace) -> dict:
             "decoder_quant",
             "endpoint",
             "api_key",
+            "jobs",
         )
         if given.get(key) is not None
     }
