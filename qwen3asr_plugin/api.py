@@ -27,10 +27,10 @@ from .engine.decoder import DecoderOptions
 from .engine.encoder import EncoderOptions
 from .engine.errors import Qwen3ASRError
 from .engine.files import write_atomic
-from .engine.languages import ISO639_2, canonical_language
+from .engine.languages import ISO639_2, ISO_CODES, canonical_language
 from .engine.media import ffmpeg_exe, is_url, probe
 from .engine.model_folder import load_model_info
-from .engine.model_store import DEFAULT_MODEL, preset_aligner, resolve_model
+from .engine.model_store import DEFAULT_MODEL, preset_aligner, presets, resolve_model
 from .engine.pipeline import AsrPipeline, TranscribeOptions
 from .engine.records import Cue, Segment, Transcript, TranscriptionInfo, Word
 from .engine.writers import render
@@ -67,6 +67,8 @@ __all__ = [
     "write_atomic",
     "SAMPLE_RATE",
     "DEFAULT_MODEL",
+    "ISO_CODES",
+    "presets",
     "SE_AUDIO_FORMAT",
     "SE_ENGINE",
     "SE_TIMEOUT_SECONDS",

@@ -6,11 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The tests drive the real programs: Debian's ffmpeg and mpv (the engine alone falls back to imageio-ffmpeg's),
-# and speak with espeak-ng (the synthesized speech in tests/fixtures/trained/speech.py).
+# speak with espeak-ng (the synthesized speech in tests/fixtures/trained/speech.py), and show the Subtitle
+# Edit plugin's window on Xvfb's virtual screen.
 missing=""
 command -v ffmpeg >/dev/null 2>&1 || missing="$missing ffmpeg"
 command -v mpv >/dev/null 2>&1 || missing="$missing mpv"
 command -v espeak-ng >/dev/null 2>&1 || missing="$missing espeak-ng"
+command -v Xvfb >/dev/null 2>&1 || missing="$missing xvfb"
+"${PYTHON:-python3}" -c "import tkinter" >/dev/null 2>&1 || missing="$missing python3-tk"
 if [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null

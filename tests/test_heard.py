@@ -345,7 +345,7 @@ def sentences(t: speech.Talk) -> list[tuple[str, list]]:
 def test_subtitle_edit_plugin_retranscribes_the_selected_lines(heard, short_talk, tmp_path):
     """A subtitle timed to the talk's sentences with placeholder text; the plugin, run as SE runs it with
     lines selected, writes what is said into those lines and leaves the others as they were."""
-    from tests.test_subtitle_edit import PLUGIN, se_request
+    from tests.test_subtitle_edit import PLUGIN, headless, se_request
 
     asr, aligner = heard
     t, _, video = short_talk
@@ -367,7 +367,7 @@ def test_subtitle_edit_plugin_retranscribes_the_selected_lines(heard, short_talk
     data["subtitle"]["subRip"] = data["subtitle"]["native"] = subrip.replace("\n", "\r\n")
     data["selectedIndices"] = selected
     request.write_text(json.dumps(data), encoding="utf-8")
-    run = subprocess.run([PLUGIN, str(request)], capture_output=True, text=True, cwd=tmp_path)
+    run = subprocess.run([PLUGIN, str(request)], capture_output=True, text=True, cwd=tmp_path, env=headless())
     assert run.returncode == 0, run.stderr
     response = json.loads((request.parent / "response.json").read_text(encoding="utf-8"))
     assert response["status"] == "ok", response["message"]

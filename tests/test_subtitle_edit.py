@@ -187,8 +187,15 @@ def se_request(tmp_path: Path, video: str | None, settings: dict | None) -> Path
     return path
 
 
+def headless(env: dict | None = None) -> dict:
+    """The environment without a display: the plugin then runs without its window (as SE's tests need)."""
+    return {k: v for k, v in (env or os.environ).items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+
+
 def run_plugin(request: Path, env: dict | None = None) -> dict:
-    run = subprocess.run([PLUGIN, str(request)], capture_output=True, text=True, env=env, cwd=request.parent)
+    run = subprocess.run(
+        [PLUGIN, str(request)], capture_output=True, text=True, env=headless(env), cwd=request.parent
+    )
     assert run.returncode == 0, run.stderr
     return json.loads((request.parent / "response.json").read_text(encoding="utf-8"))
 
@@ -258,7 +265,9 @@ def test_install_and_uninstall(tmp_path, monkeypatch):
     launch = se_launch_path(folder, manifest, "linux")
     assert launch == Path(PLUGIN)
     request = se_request(tmp_path, None, None)
-    run = subprocess.run([str(launch), str(request)], cwd=folder, capture_output=True, text=True)
+    run = subprocess.run(
+        [str(launch), str(request)], cwd=folder, capture_output=True, text=True, env=headless()
+    )
     assert (
         run.returncode == 0
         and json.loads((request.parent / "response.json").read_text())["status"] == "error"
@@ -554,3 +563,100 @@ def test_serve_says_how_to_set_up_subtitle_edit(models):
     said = s.proc.stderr.read().decode()
     assert f"URL http://127.0.0.1:{port}/v1/audio/transcriptions" in said
     assert "audio format wav" in said and "timeout 3600 s" in said
+
+
+@pytest.fixture(scope="session")
+def x_screen(tmp_path_factory):
+    """A virtual X display for the session (Debian's Xvfb; tests/run.sh installs it), whose screen is the file
+    Xvfb_screen0. It ends by itself once its last client (this process's Tk) goes (-terminate), and at the
+    latest after 15 minutes: killing it under a live Tk connection would end this process (XIO error)."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is installed by tests/run.sh")
+    pytest.importorskip("tkinter", reason="python3-tk is installed by tests/run.sh")
+    display = f":{free_port() % 1000 + 100}"
+    screen = tmp_path_factory.mktemp("screen")
+    subprocess.Popen(
+        ["timeout", "900", "Xvfb", display, "-screen", "0", "640x400x24", "-fbdir", str(screen), "-nolisten",
+         "tcp", "-terminate"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while not (screen / "Xvfb_screen0").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    return display, screen / "Xvfb_screen0"
+
+
+@pytest.fixture
+def xvfb(x_screen, monkeypatch):
+    """The display for one test only (other tests' plugin runs must not open windows)."""
+    monkeypatch.setenv("DISPLAY", x_screen[0])
+    return x_screen[1]
+
+
+def test_the_plugin_window_takes_settings_shows_progress_and_cancels(xvfb, tmp_path):
+    """SE runs the plugin with no window and no way to cancel (MainViewModel.RunPlugin passes
+    CancellationToken.None): the plugin's own window is the user's settings, progress and Cancel."""
+    from qwen3asr_plugin.hosts.subtitle_edit import window
+    from tests.screenshot import write_png, xwd_pixels
+
+    assert window.available()
+    seen = {}
+
+    def work(settings, progress, cancelled):
+        seen["settings"] = settings
+        for i in range(40):
+            if cancelled.is_set():
+                seen["stopped at"] = i
+                raise RuntimeError("cancelled")
+            progress(i / 40, f"{i} of 40 s")
+            time.sleep(0.05)
+        return "1\n00:00:00,000 --> 00:00:01,000\nhi\n\n", "1 subtitles"
+
+    def shot():
+        width, height, rows = xwd_pixels(xvfb)
+        seen["colours"] = len(
+            {rows[y][x * 3 : x * 3 + 3] for y in range(0, height, 4) for x in range(0, width, 4)}
+        )
+        write_png(tmp_path / "window.png", width, height, rows)
+
+    w = window.PluginWindow({"language": None, "model": None, "engine": "local", "itn": True}, ["Chinese", "English"],
+                            ["qwen3-asr-0.6b", "qwen3-asr-1.7b"], work)  # fmt: skip
+    w.root.after(
+        300, lambda: (w.language.set("Chinese"), w.model.set("qwen3-asr-1.7b"), w.start_button.invoke())
+    )
+    w.root.after(1200, shot)  # halfway through the work
+    settings, result = w.run()
+    assert result == ("1\n00:00:00,000 --> 00:00:01,000\nhi\n\n", "1 subtitles")
+    assert settings == {"language": "Chinese", "model": "qwen3-asr-1.7b", "engine": "local", "itn": True}
+    assert (
+        seen["settings"] == settings and seen["colours"] > 5
+    )  # the window was drawn (a blank screen: 1 colour)
+    assert (tmp_path / "window.png").read_bytes().startswith(b"\x89PNG")
+
+    cancelling = window.PluginWindow({"language": None}, ["English"], ["qwen3-asr-0.6b"], work)
+    cancelling.root.after(300, cancelling.start_button.invoke)
+    cancelling.root.after(800, cancelling.cancel_button.invoke)
+    _, result = cancelling.run()
+    assert result is None and 5 <= seen["stopped at"] < 40  # stopped soon after Cancel, not at the end
+
+
+def test_the_plugin_cancelled_in_its_window_answers_cancelled(xvfb, tmp_path, monkeypatch):
+    """The plugin as SE runs it, with a display: Cancel before starting writes status "cancelled" (SE then
+    changes nothing and keeps its settings); the window is the one SE's user would press."""
+    from qwen3asr_plugin.hosts import subtitle_edit
+    from qwen3asr_plugin.hosts.subtitle_edit import window
+
+    shown = []
+    original = window.PluginWindow.run
+
+    def press_cancel(self):
+        shown.append(self.language.get())
+        self.root.after(300, self.cancel_button.invoke)
+        return original(self)
+
+    monkeypatch.setattr(window.PluginWindow, "run", press_cancel)
+    request = se_request(tmp_path, str(tmp_path / "film.mp4"), {"engine": "local", "language": "Japanese"})
+    assert subtitle_edit.run(str(request)) == 0
+    response = json.loads((request.parent / "response.json").read_text(encoding="utf-8"))
+    assert shown == ["Japanese"] and response["status"] == "cancelled" and "settings" not in response

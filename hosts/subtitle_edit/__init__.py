@@ -23,6 +23,7 @@ from scipy.io import wavfile
 from qwen3asr_plugin import __version__, hookimpl
 from qwen3asr_plugin.api import (
     DEFAULT_MODEL,
+    ISO_CODES,
     SAMPLE_RATE,
     SE_AUDIO_FORMAT,
     SE_ENGINE,
@@ -36,11 +37,14 @@ from qwen3asr_plugin.api import (
     installed_script,
     iter_audio,
     load_engine,
+    presets,
     read_replacements,
     render_subtitles,
     timed_words,
     transcribe_to_transcript,
 )
+
+from . import window
 
 PLUGIN_FOLDER = "Qwen3ASR"
 PLATFORM_KEYS = {"win32": "windows", "darwin": "macos"}  # plugin.json's `executables` keys; others: linux
@@ -76,6 +80,44 @@ def _write_response(path: str, response: dict) -> None:
     os.replace(tmp, target)
 
 
+class Progress:
+    """A run's listener that hands the window its progress (a fraction and a line of text)."""
+
+    def __init__(self, report):
+        self.report = report
+
+    def on_progress(self, source, seconds, duration):
+        if duration:
+            self.report(seconds / duration, f"{seconds:.0f} of {duration:.0f} s")
+
+
+def transcribe_request(request: dict, settings: dict, progress=None, cancelled=None) -> tuple[str, str]:
+    """The subtitle (SubRip) and a status-bar message for one request: the selected lines re-transcribed, or
+    the whole video. `progress(fraction, text)` hears how it goes; it stops when `cancelled` is set."""
+    video = request.get("videoFileName")
+    if not video:
+        raise ValueError("open a video or audio file in Subtitle Edit first (Video > Open video file)")
+    table = settings["replacements"]
+    postprocess = {"replacements": read_replacements(Path(table) if table else None), "itn": settings["itn"]}
+    # A cleared field ("" or null) means the default; `aligner: false` means none.
+    options = {
+        key: settings[key] for key in ("model", "aligner", "endpoint") if settings[key] not in (None, "")
+    }
+    engine = load_engine(settings["engine"], **options)
+    run_options = RunOptions(language=settings["language"], postprocess=postprocess)
+    watch = {
+        "listeners": [Progress(progress)] if progress else [],
+        "should_stop": cancelled.is_set if cancelled else None,
+    }
+    selected = sorted(set(request.get("selectedIndices") or ()))
+    if selected:
+        subrip = (request.get("subtitle") or {}).get("subRip") or ""
+        return retranscribe_lines(engine, video, subrip, selected, run_options, **watch)
+    transcript = transcribe_to_transcript(engine, video, run_options, **watch)
+    message = f"{len(transcript.cues)} subtitles ({transcript.language or 'no speech'})"
+    return render_subtitles(transcript, "srt"), message
+
+
 def run(request_path: str) -> int:
     """Handle one SE request; always writes a response and returns 0 unless there is nowhere to write it."""
     try:
@@ -85,39 +127,41 @@ def run(request_path: str) -> int:
         print(f"qwen3asr: error: {request_path}: not a Subtitle Edit request ({exc})", file=sys.stderr)
         return 1
     settings = {**DEFAULT_SETTINGS, **(request.get("settings") or {})}
-    base = {"apiVersion": 1, "settings": settings, "settingsVersion": SETTINGS_VERSION}
     try:
-        video = request.get("videoFileName")
-        if not video:
+        if not request.get("videoFileName"):
             raise ValueError("open a video or audio file in Subtitle Edit first (Video > Open video file)")
-        table = settings["replacements"]
-        postprocess = {
-            "replacements": read_replacements(Path(table) if table else None),
-            "itn": settings["itn"],
-        }
-        # A cleared field ("" or null) means the default; `aligner: false` means none.
-        options = {
-            key: settings[key] for key in ("model", "aligner", "endpoint") if settings[key] not in (None, "")
-        }
-        engine = load_engine(settings["engine"], **options)
-        run_options = RunOptions(language=settings["language"], postprocess=postprocess)
-        selected = sorted(set(request.get("selectedIndices") or ()))
-        if selected:
-            subrip = (request.get("subtitle") or {}).get("subRip") or ""
-            native, message = retranscribe_lines(engine, video, subrip, selected, run_options)
+        if settings.get("window", True) and window.available():
+            languages = sorted(set(ISO_CODES.values()))
+            models = [name for name, p in presets().items() if p.get("kind") == "asr"]
+
+            def work(chosen, progress, cancelled):
+                return transcribe_request(request, chosen, progress, cancelled)
+
+            settings, result = window.PluginWindow(settings, languages, models, work).run()
+            if result is None:
+                response = {"apiVersion": 1, "status": "cancelled", "message": "Qwen3-ASR: cancelled"}
+                _write_response(response_path, response)
+                return 0
+            native, message = result
         else:
-            transcript = transcribe_to_transcript(engine, video, run_options)
-            native = render_subtitles(transcript, "srt")
-            message = f"{len(transcript.cues)} subtitles ({transcript.language or 'no speech'})"
+            native, message = transcribe_request(request, settings)
         response = {
-            **base,
+            "apiVersion": 1,
+            "settings": settings,
+            "settingsVersion": SETTINGS_VERSION,
             "status": "ok",
             "subtitle": {"format": "SubRip", "native": native},
             "message": f"Qwen3-ASR: {message}",
             "undoDescription": f"Qwen3-ASR speech to text {__version__}",
         }
     except Exception as exc:  # every failure goes back to SE as a message, never as a crash
-        response = {**base, "status": "error", "message": f"Qwen3-ASR: {exc}"}
+        response = {
+            "apiVersion": 1,
+            "settings": settings,
+            "settingsVersion": SETTINGS_VERSION,
+            "status": "error",
+            "message": f"Qwen3-ASR: {exc}",
+        }
     _write_response(response_path, response)
     return 0
 
@@ -152,7 +196,7 @@ def parse_subrip(text: str) -> list[SubRipBlock]:
 
 
 def retranscribe_lines(
-    engine, video: str, subrip: str, selected: list[int], options: RunOptions
+    engine, video: str, subrip: str, selected: list[int], options: RunOptions, listeners=(), should_stop=None
 ) -> tuple[str, str]:
     """The subtitle with the text of the `selected` lines (0-based, as SE's selectedIndices) replaced by what
     is said in their time spans, every other line as it was; and a message for SE's status bar.
@@ -180,7 +224,9 @@ def retranscribe_lines(
                 continue
             piece = Path(temp) / f"lines-{run[0] + 1}.wav"
             wavfile.write(piece, SAMPLE_RATE, np.concatenate(audio))
-            transcript = transcribe_to_transcript(engine, piece, options)
+            transcript = transcribe_to_transcript(
+                engine, piece, options, listeners=listeners, should_stop=should_stop
+            )
             language = language or transcript.language
             for w in timed_words(transcript.segments):
                 a, b = w.start + start, w.end + start
