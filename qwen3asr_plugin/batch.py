@@ -154,6 +154,59 @@ class Reporter:
             )
 
 
+class SharedReporter:
+    """A reporter for inputs transcribed at once: its calls are serialised, and for people one bar counts the
+    batch's inputs instead of a bar per input (they would overwrite one another)."""
+
+    def __init__(self, reporter: Reporter, total: int):
+        import threading
+
+        self.reporter, self.lock = reporter, threading.Lock()
+        self.people = not isinstance(reporter, JsonReporter)
+        self.bar = None
+        if self.people and not reporter.quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="file", desc="files", file=sys.stderr, disable=None)
+
+    def _call(self, name: str, *args) -> None:
+        with self.lock:
+            if self.bar is not None and name in ("on_complete", "on_failure", "skipped"):
+                self.bar.update(1)
+            getattr(self.reporter, name)(*args)
+
+    def file_start(self, path, duration, index, total):
+        if not self.people:
+            self._call("file_start", path, duration, index, total)
+
+    def on_progress(self, source, seconds, duration):
+        if not self.people:
+            self._call("on_progress", source, seconds, duration)
+
+    def on_segment(self, source, segment):
+        self._call("on_segment", source, segment)
+
+    def update(self, path, output, segments):
+        self._call("update", path, output, segments)
+
+    def ranges(self, source, done):
+        if hasattr(self.reporter, "ranges"):
+            self._call("ranges", source, done)
+
+    def skipped(self, path):
+        self._call("skipped", path)
+
+    def on_complete(self, source, outputs, info):
+        self._call("on_complete", source, outputs, info)
+
+    def on_failure(self, source, error):
+        self._call("on_failure", source, error)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def emit_json(**event) -> None:
     """One JSON line on stdout, in UTF-8 whatever stdout's encoding: on Windows a pipe gets the ANSI code page,
     which cannot hold most text (CJK raises UnicodeEncodeError in cp1252) and turns paths into bytes the host
@@ -324,8 +377,12 @@ def transcribe_files(engine, inputs: list[Path], options: BatchOptions, reporter
         run_options = replace(run_options, first_batch_size=1)
     started = time.monotonic()
     failed: list[str] = []
-    audio_total = 0.0
-    for index, path in enumerate(inputs, start=1):
+    durations: list[float] = []
+    parallel = max(1, int(getattr(engine, "parallel_inputs", 1) or 1)) if len(inputs) > 1 else 1
+    if parallel > 1:
+        reporter = SharedReporter(reporter, len(inputs))
+
+    def one(index: int, path) -> None:
         targets = output_paths(path, options.formats, options.output_dir)
         fmt, progressive = next(iter(targets.items()))
         created = options.progressive and not progressive.exists()
@@ -341,7 +398,7 @@ def transcribe_files(engine, inputs: list[Path], options: BatchOptions, reporter
             existing = [str(p) for p in targets.values() if p.exists()]
             if options.skip_existing and len(existing) == len(targets):
                 reporter.skipped(path)
-                continue
+                return
             if existing and not options.overwrite and not (resume and resume.done):  # our own, resumed
                 raise Qwen3ASRError(f"{existing[0]}: exists; use --overwrite to replace it")
             reporter.file_start(path, run.announced, index, len(inputs))
@@ -358,7 +415,7 @@ def transcribe_files(engine, inputs: list[Path], options: BatchOptions, reporter
                     )
                 return list(targets.values())
 
-            audio_total += run.finish(write).duration
+            durations.append(run.finish(write).duration)
             if state is not None:
                 state.unlink(missing_ok=True)  # complete: nothing left to resume
         except Qwen3ASRError as exc:
@@ -373,6 +430,19 @@ def transcribe_files(engine, inputs: list[Path], options: BatchOptions, reporter
             if created and not (state and state.exists()):
                 progressive.unlink(missing_ok=True)
             raise
+
+    if parallel == 1:
+        for index, path in enumerate(inputs, start=1):
+            one(index, path)
+    else:  # an engine that serves several inputs at once (a remote cluster): keep it busy
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(parallel) as pool:
+            for future in [pool.submit(one, i, p) for i, p in enumerate(inputs, start=1)]:
+                future.result()
+        reporter.close()
+    failed.sort(key=lambda name: [str(p) for p in inputs].index(name))
+    audio_total = sum(durations)
     wall = time.monotonic() - started
     return {
         "files": len(inputs),

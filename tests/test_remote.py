@@ -100,3 +100,32 @@ def test_vllm_limits_and_errors(local, tmp_path):
     assert server.api.most_in_flight == 1  # --jobs 1
     assert wrong.returncode == 1
     assert "The model `qwen3-asr-0.6b` does not exist" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_a_batch_of_short_files_keeps_the_server_busy(local, tmp_path):
+    """Eight 8 s files (one chunk each): with --jobs 4 the batch sends four files' requests at once."""
+    files = [write_wav(tmp_path / f"clip{i}.wav", speech_like(16_000 * 8, seed=20 + i)) for i in range(8)]
+    with VllmLikeServer(local) as server:
+        run = subprocess.run(
+            [QWEN3ASR, "transcribe", *map(str, files), "--engine", "openai", "--endpoint", f"{server.url}/v1",
+             "--jobs", "4", "-o", str(tmp_path / "out")],
+            capture_output=True, text=True,
+        )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert server.api.most_in_flight == 4 and len(server.api.log) == 8
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(f"clip{i}.srt" for i in range(8))
+    assert run.stderr.count(" -> ") == 8 and "done: 8 file(s), 0 failed" in run.stderr
+
+
+def test_jobs_bounds_the_requests_in_flight_over_the_whole_batch(local, tmp_path):
+    """Three files of three chunks each with --jobs 2: two files run at once, each with chunks to send, and
+    still at most two requests are in flight."""
+    files = [write_wav(tmp_path / f"long{i}.wav", speech_like(16_000 * 65, seed=30 + i)) for i in range(3)]
+    with VllmLikeServer(local) as server:
+        run = subprocess.run(
+            [QWEN3ASR, "transcribe", *map(str, files), "--engine", "openai", "--endpoint", f"{server.url}/v1",
+             "--jobs", "2", "-o", str(tmp_path / "out"), "--quiet"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert server.api.most_in_flight == 2 and len(server.api.log) == 9

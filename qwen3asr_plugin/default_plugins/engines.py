@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -61,6 +62,10 @@ class OpenAIEngine:
         self.api_key = api_key or os.environ.get("QWEN3ASR_API_KEY") or os.environ.get("OPENAI_API_KEY")
         self.timeout_seconds = timeout_seconds
         self.jobs = max(1, int(jobs or 4))
+        # At most `jobs` requests in flight in all, whatever the number of inputs transcribed at once
+        # (`parallel_inputs`: the batch runs that many together, so many short files keep a cluster busy too).
+        self.slots = threading.BoundedSemaphore(self.jobs)
+        self.parallel_inputs = self.jobs
         self.aligner_name = aligner if isinstance(aligner, str | os.PathLike) and aligner else None
         self.aligner_options = {"device": device, "threads": threads}
         self._aligner = None
@@ -141,7 +146,8 @@ class OpenAIEngine:
             fields.append(("language", NAME_TO_ISO.get(language, language)))
         if context:
             fields.append(("prompt", context))
-        result = self.request(fields, f"chunk-{chunk.start_sample}.wav", buf.getvalue(), "audio/wav")
+        with self.slots:
+            result = self.request(fields, f"chunk-{chunk.start_sample}.wav", buf.getvalue(), "audio/wav")
         offset = chunk.start_seconds
         if ours:
             return [
