@@ -104,7 +104,8 @@ def test_next_to_input_no_silent_overwrite_and_json_progress(models, media, tmp_
     assert first.returncode == 0, first.stderr
     events = [json.loads(line) for line in first.stdout.splitlines()]
     kinds = [e["event"] for e in events]
-    assert kinds[0] == "file" and kinds[-2:] == ["output", "done"] and "progress" in kinds
+    assert events[0] == {"event": "status", "message": "loading the model"}
+    assert kinds[1] == "file" and kinds[-2:] == ["output", "done"] and "progress" in kinds
     assert events[-1]["rtf"] > 0 and events[-1]["failed"] == 0
     progress = [e["percent"] for e in events if e["event"] == "progress"]
     assert progress == sorted(progress) and progress[-1] == pytest.approx(100.0, abs=1)
