@@ -80,13 +80,13 @@ class MediaInfo:
     audio_streams: int
     video_streams: int
     subtitle_streams: int = 0
-    # (kind, codec) of every stream in order, e.g. ("Subtitle", "subrip")
-    streams: tuple[tuple[str, str], ...] = ()
+    # (index, kind, codec) of every stream, e.g. (2, "Subtitle", "subrip")
+    streams: tuple[tuple[int, str, str], ...] = ()
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _STREAM = re.compile(
-    r"Stream #\d+:\d+(?:\[[^\]]*\])?(?:\([^)]*\))?: (Audio|Video|Subtitle|Data|Attachment)(?:: (\w+))?"
+    r"Stream #\d+:(\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (Audio|Video|Subtitle|Data|Attachment)(?:: (\w+))?"
 )
 
 
@@ -113,8 +113,10 @@ def _probe(path: Path | str, size: int, mtime_ns: int, network: tuple = ()) -> M
         [ffmpeg_exe(), "-hide_banner", "-nostdin", *options, "-i", str(path)], capture_output=True
     )
     report = run.stderr.decode("utf-8", "replace")
-    streams = tuple(_STREAM.findall(report))
-    kinds = [kind for kind, _ in streams]
+    # ffmpeg may list a stream once per program (MPEG-TS): each index once, in index order
+    found = {int(index): (kind, codec) for index, kind, codec in _STREAM.findall(report)}
+    streams = tuple((index, *found[index]) for index in sorted(found))
+    kinds = [kind for _, kind, _ in streams]
     if not kinds:
         last = report.strip().splitlines()[-1] if report.strip() else "unknown format"
         raise AudioError(f"{path}: not a media file ffmpeg can read ({last.split(': ')[-1]})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -379,6 +380,7 @@ def transcribe_files(engine, inputs: list[Path], options: BatchOptions, reporter
     failed: list[str] = []
     durations: list[float] = []
     parallel = max(1, int(getattr(engine, "parallel_inputs", 1) or 1)) if len(inputs) > 1 else 1
+    stopping = threading.Event()  # set when a parallel batch must end: every run stops at its next chunk
     if parallel > 1:
         reporter = SharedReporter(reporter, len(inputs))
 
@@ -391,7 +393,13 @@ def transcribe_files(engine, inputs: list[Path], options: BatchOptions, reporter
         try:
             resume = (read_resume(state, path, run_options.audio_track) or Resume()) if state else None
             listeners = [reporter]
-            run = Transcription(engine, path, replace(run_options, resume=resume), listeners=listeners)
+            run = Transcription(
+                engine,
+                path,
+                replace(run_options, resume=resume),
+                listeners=listeners,
+                should_stop=stopping.is_set,
+            )
             if state is not None:
                 listeners.append(ResumeWriter(run, state, reporter))
                 run.listeners = tuple(listeners)
@@ -437,10 +445,17 @@ def transcribe_files(engine, inputs: list[Path], options: BatchOptions, reporter
     else:  # an engine that serves several inputs at once (a remote cluster): keep it busy
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(parallel) as pool:
-            for future in [pool.submit(one, i, p) for i, p in enumerate(inputs, start=1)]:
+        pool = ThreadPoolExecutor(parallel)
+        futures = [pool.submit(one, i, p) for i, p in enumerate(inputs, start=1)]
+        try:
+            for future in futures:
                 future.result()
-        reporter.close()
+        except BaseException:  # Ctrl-C or an unexpected error: stop the rest at their next chunk
+            stopping.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            reporter.close()
     failed.sort(key=lambda name: [str(p) for p in inputs].index(name))
     audio_total = sum(durations)
     wall = time.monotonic() - started

@@ -289,3 +289,13 @@ def test_a_url_input(models, media, tmp_path):
         run = tool(models, "-i", f"{server.url}/clip.mp4", str(tmp_path / "clip.mkv"))
     assert run.returncode == 0, run.stderr
     assert probe(tmp_path / "clip.mkv").subtitle_streams == 1 and server.seen
+
+
+def test_an_mp4_with_mov_text_muxes_into_mkv(models, media, tmp_path):
+    """Matroska takes srt but not mp4's mov_text: the existing track is converted, decided before transcribing."""
+    mp4 = tmp_path / "subbed.mp4"
+    ffmpeg("-i", str(media["with_subs"]), "-map", "0", "-c", "copy", "-c:s", "mov_text", str(mp4))
+    out = tmp_path / "subbed.mkv"
+    run = tool(models, "-i", str(mp4), str(out))
+    assert run.returncode == 0, run.stderr
+    assert probe(out).subtitle_streams == 2 and "an existing track" in subtitle_text(out, 0)

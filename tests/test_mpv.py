@@ -225,6 +225,7 @@ if mode == "updates":  # three updates of a growing subtitle, each after the tes
     sys.exit(0)
 if mode == "ranges":  # the first 30 s of the --start position's range are done; then it works on
     start = float(sys.argv[sys.argv.index("--start") + 1]) if "--start" in sys.argv else 0.0
+    print(json.dumps({{"event": "file", "input": sys.argv[2]}}), flush=True)  # the model is loaded
     print(json.dumps({{"event": "ranges", "done": [[0.0, 30.0], [start, start + 30.0]]}}), flush=True)
     time.sleep(60)
 if mode == "fail":

@@ -660,3 +660,22 @@ def test_the_plugin_cancelled_in_its_window_answers_cancelled(xvfb, tmp_path, mo
     assert subtitle_edit.run(str(request)) == 0
     response = json.loads((request.parent / "response.json").read_text(encoding="utf-8"))
     assert shown == ["Japanese"] and response["status"] == "cancelled" and "settings" not in response
+
+
+def test_selected_empty_lines_are_filled(tmp_path):
+    """SE writes a paragraph with no text as its number, its timing and two blank lines: the usual way to ask
+    for text is to time empty lines and select them."""
+    from qwen3asr_plugin.hosts.subtitle_edit import parse_subrip, retranscribe_lines
+    from qwen3asr_plugin.runner import RunOptions
+
+    t = np.arange(int(6 * 16_000)) / 16_000
+    fade = np.clip(np.minimum(t - 1.0, 1.5 - t) / 0.05, 0.0, 1.0)  # no click for the codec to smear
+    audio = 0.5 * fade * np.sin(2 * np.pi * 700 * t)
+    video = video_with_audio(tmp_path / "film.mp4", write_wav(tmp_path / "tone.wav", audio))
+    subrip = (
+        "1\r\n00:00:00,900 --> 00:00:01,600\r\n\r\n\r\n2\r\n00:00:03,000 --> 00:00:04,000\r\nkept\r\n\r\n"
+    )
+    blocks = parse_subrip(subrip)
+    assert [(b.text, b.start, b.end) for b in blocks] == [([], 0.9, 1.6), (["kept"], 3.0, 4.0)]
+    native, _ = retranscribe_lines(ToneEngine(), str(video), subrip, [0], RunOptions())
+    assert [e.plaintext for e in pysubs2.SSAFile.from_string(native, format_="srt")] == ["f700", "kept"]

@@ -78,7 +78,7 @@ def plan_streams(info, out: Path, burn: bool, extra: list[str]) -> tuple[list[st
     recoded = {a.split(":")[1] for a in extra if a.startswith("-c:") and len(a.split(":")) > 1} | (
         {"v", "a", "s"} if "-c" in extra else set()
     )
-    for index, (kind, codec) in enumerate(info.streams):
+    for index, kind, codec in info.streams:
         where = f"stream {index} ({kind.lower()} {codec or '?'})"
         if kind == "Video":
             if burn and video_seen:
@@ -101,11 +101,13 @@ def plan_streams(info, out: Path, burn: bool, extra: list[str]) -> tuple[list[st
                 notes.append(f"{where}: {out.suffix} cannot carry picture-based subtitles; dropped")
                 continue
             argv += ["-map", f"0:{index}"]
-            target = "mov_text" if suffix in MP4_LIKE else "webvtt" if suffix == ".webm" else "copy"
+            # Matroska takes the text codecs but not mp4's mov_text: that becomes srt
+            in_mkv = "srt" if codec == "mov_text" else "copy"
+            target = "mov_text" if suffix in MP4_LIKE else "webvtt" if suffix == ".webm" else in_mkv
             argv += [f"-c:s:{subtitles}", target]
             subtitles += 1
-        elif suffix in (".mkv", ".mka"):
-            argv += ["-map", f"0:{index}"]  # attachments (fonts) and data go along in Matroska
+        elif kind == "Attachment" and suffix in (".mkv", ".mka"):
+            argv += ["-map", f"0:{index}"]  # fonts go along in Matroska (data streams it refuses)
         else:
             notes.append(f"{where}: {out.suffix} cannot carry it; dropped")
     return argv, subtitles, notes

@@ -116,6 +116,7 @@ local function on_event(event)
         osd(tostring(event.message), 30)  -- a download or conversion can take minutes: say what it is doing
         mp.commandv("script-message", "qwen3asr-status", tostring(event.message))
     elseif event.event == "file" then
+        state.transcribing = true  -- the model is loaded: from now on a seek may restart it
         osd("transcribing…", 2)
     elseif event.event == "ranges" and event.done then
         state.ranges = event.done
@@ -286,7 +287,7 @@ local function generate(at)
         table.insert(args, word)
     end
     osd("transcribing…", 2)
-    state.error, state.done, state.audio = nil, false, audio_id
+    state.error, state.done, state.audio, state.transcribing = nil, false, audio_id, false
     local job
     job = mp.command_native_async({
         name = "subprocess", args = args, playback_only = true,
@@ -335,8 +336,8 @@ end
 
 mp.register_event("playback-restart", function()
     local position = mp.get_property_number("time-pos")
-    if not state.job or not position or covered(position) then
-        return
+    if not state.job or not state.transcribing or not position or covered(position) then
+        return  -- (while the model loads or downloads, a restart would only start that again)
     end
     if position >= state.start and position < front() + AHEAD then
         return

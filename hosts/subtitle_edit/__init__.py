@@ -180,18 +180,27 @@ class SubRipBlock:
 
 
 def parse_subrip(text: str) -> list[SubRipBlock]:
-    """SE's SubRip (`subRip` in request.json: CRLF on Windows), block by block, keeping every line as given."""
+    """SE's SubRip (`subRip` in request.json: CRLF on Windows), block by block, keeping every line as given.
+
+    Read line by line: a timing line (after its number) starts a block, so a paragraph with no text, which
+    SE writes as its number, its timing and two blank lines, is a block with no text lines."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    timings = [i for i, line in enumerate(lines) if SRT_TIMES.search(line)]
+
+    def head_start(i: int) -> int:
+        return i - 1 if i > 0 and lines[i - 1].strip().isdigit() else i
+
     blocks = []
-    for chunk in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").strip("\n")):
-        lines = chunk.split("\n")
-        at = next((i for i, line in enumerate(lines[:2]) if SRT_TIMES.search(line)), None)
-        if at is None:
-            raise ValueError(f"not a SubRip subtitle block: {chunk[:60]!r}")
+    for k, at in enumerate(timings):
+        end = head_start(timings[k + 1]) if k + 1 < len(timings) else len(lines)
+        body = lines[at + 1 : end]
+        while body and not body[-1].strip():
+            body.pop()
         h1, m1, s1, f1, h2, m2, s2, f2 = (int(x) for x in SRT_TIMES.search(lines[at]).groups())
-        start = h1 * 3600 + m1 * 60 + s1 + f1 / 1000
-        blocks.append(
-            SubRipBlock(lines[: at + 1], lines[at + 1 :], start, h2 * 3600 + m2 * 60 + s2 + f2 / 1000)
-        )
+        start, stop = h1 * 3600 + m1 * 60 + s1 + f1 / 1000, h2 * 3600 + m2 * 60 + s2 + f2 / 1000
+        blocks.append(SubRipBlock(lines[head_start(at) : at + 1], body, start, stop))
+    if not blocks and text.strip():
+        raise ValueError(f"not a SubRip subtitle: {text.strip()[:60]!r}")
     return blocks
 
 

@@ -63,7 +63,7 @@ class PluginWindow:
         self.language.grid(row=0, column=1, pady=2)
         ttk.Label(frame, text="Model").grid(row=1, column=0, sticky="w")
         self.model = ttk.Combobox(frame, values=models, width=28)
-        self.model.set(settings.get("model") or (models[0] if models else ""))
+        self.model.set(settings.get("model") or "")  # empty: the default (for a server: the model it serves)
         self.model.grid(row=1, column=1, pady=2)
         ttk.Label(frame, text="Engine").grid(row=2, column=0, sticky="w")
         self.engine = ttk.Combobox(frame, values=["local", "openai"], width=28)

@@ -69,6 +69,7 @@ class OpenAIEngine:
         self.aligner_name = aligner if isinstance(aligner, str | os.PathLike) and aligner else None
         self.aligner_options = {"device": device, "threads": threads}
         self._aligner = None
+        self._aligner_lock = threading.Lock()  # one llama.cpp context: one alignment at a time
         self._served: tuple[str, bool] | None = None
 
     def _headers(self, req: urllib.request.Request) -> None:
@@ -78,18 +79,23 @@ class OpenAIEngine:
     def served(self) -> tuple[str, bool]:
         """The model id to send, and whether the server is `qwen3asr serve` (asked once)."""
         if self._served is None:
-            listed, ours = [], False
+            listed, ours, answered = [], False, False
             req = urllib.request.Request(f"{self.endpoint}/models")
             self._headers(req)
             try:
                 with urllib.request.urlopen(req, timeout=30) as resp:
                     listed = json.loads(resp.read().decode("utf-8")).get("data") or []
                 ours = any(m.get("owned_by") == "qwen3asr-plugin" for m in listed)
+                answered = True
+            except urllib.error.HTTPError:
+                answered = True  # a server without the listing: the given or default name
             except (urllib.error.URLError, OSError, ValueError, AttributeError):
-                pass  # a server without the listing: the given or default name
+                pass  # not now: ask again with the next request
             from ..engine.model_store import DEFAULT_MODEL
 
             model = self.model or (listed[0].get("id") if listed else None) or DEFAULT_MODEL
+            if not answered:
+                return model, ours
             self._served = (model, ours)
         return self._served
 
@@ -122,11 +128,12 @@ class OpenAIEngine:
     def _align(self, audio: np.ndarray, text: str, language: str | None) -> tuple[Word, ...] | None:
         if not self.aligner_name or not text:
             return None
-        if self._aligner is None:
-            from ..api import Aligner
+        with self._aligner_lock:  # the chunks' threads share it
+            if self._aligner is None:
+                from ..api import Aligner
 
-            self._aligner = Aligner(self.aligner_name, **self.aligner_options)
-        return tuple(self._aligner.align(audio, text, language=language))
+                self._aligner = Aligner(self.aligner_name, **self.aligner_options)
+            return tuple(self._aligner.align(audio, text, language=language))
 
     def _chunk(self, chunk, language: str | None, context: str | None) -> list[Segment]:
         """One chunk's request, its segments in the input's time."""
@@ -212,18 +219,26 @@ class OpenAIEngine:
             windows = [(0.0, None)]
         info = TranscriptionInfo(language=language, duration=duration or 0.0)
 
+        read = [0]  # samples decoded: the input's length once all is read (whatever VAD skips)
+
+        def counted(blocks):
+            for block in blocks:
+                read[0] += block.size
+                yield block
+
         def chunks():
             for a, b in windows:
-                blocks = iter_audio(
-                    source, audio_track, start_seconds=a or None, duration_seconds=b and b - a
+                blocks = counted(
+                    iter_audio(source, audio_track, start_seconds=a or None, duration_seconds=b and b - a)
                 )
                 yield from iter_chunks(
                     blocks, ChunkOptions(vad=vad_filter), first_sample=int(round(a * SAMPLE_RATE))
                 )
 
         def segments():
-            done, count, heard = 0.0, 0, 0.0
-            with ThreadPoolExecutor(self.jobs) as pool:
+            done, count = 0.0, 0
+            pool = ThreadPoolExecutor(self.jobs)
+            try:
                 pending = []
                 stream = chunks()
                 while True:
@@ -236,7 +251,6 @@ class OpenAIEngine:
                     chunk, future = pending.pop(0)
                     found = future.result()
                     done += chunk.n_samples / SAMPLE_RATE
-                    heard = max(heard, chunk.end_seconds)
                     if on_progress is not None:
                         on_progress(chunk.end_seconds if end_seconds is not None else done)
                     for segment in found:
@@ -245,8 +259,10 @@ class OpenAIEngine:
                         info.language = info.language or segment.language
                         yield replace(segment, id=count)
                         count += 1
+            finally:  # stopped, failed or closed early: do not wait for the requests still out
+                pool.shutdown(wait=False, cancel_futures=True)
             if end_seconds is None:
-                info.duration = max(heard, info.duration if windows[0][0] else 0.0)
+                info.duration = read[0] / SAMPLE_RATE  # a VAD-skipped quiet end makes no chunk, but was read
 
         return segments(), info
 
