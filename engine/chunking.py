@@ -40,7 +40,6 @@ class ChunkOptions:
     max_seconds: float = 30.0
     search_seconds: float = 10.0  # the cut is searched in the last `search_seconds` before the limit
     min_seconds: float = 0.5  # shorter chunks are zero-padded (as the reference pads them)
-    first_max_seconds: float | None = None  # a shorter first chunk: the first segment out sooner (players)
     vad: bool = False
     vad_threshold_db: float = -45.0  # frame RMS below this (dBFS) is non-speech
     min_silence_seconds: float = 2.0  # non-speech runs at least this long are skipped
@@ -116,15 +115,13 @@ def iter_chunks(
         for a, b in speech_regions(piece, options):
             yield _make_chunk(start + a, piece[a:b], options)
 
-    limit = int(options.first_max_seconds * SAMPLE_RATE) if options.first_max_seconds else max_len
     for block in blocks:
         buf = np.concatenate([buf, np.asarray(block, dtype=np.float32)])
-        while buf.size > limit:
-            cut = quiet_cut(buf, limit - min(search, limit // 3), limit)
+        while buf.size > max_len:
+            cut = quiet_cut(buf, max_len - search, max_len)
             cut = max(cut, SAMPLE_RATE)
             yield from emit(buf[:cut], offset)
             buf = buf[cut:]
             offset += cut
-            limit = max_len
     if buf.size:
         yield from emit(buf, offset)

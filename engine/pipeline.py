@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,9 +47,6 @@ class ChunkResult:
     @property
     def tokens(self) -> list[int]:
         return self.generation.tokens
-
-
-FIRST_CHUNK_SECONDS = 10.0  # the first chunk when the first segment is wanted soonest (first_batch_size 1)
 
 
 class AsrPipeline:
@@ -102,11 +99,7 @@ class AsrPipeline:
     ) -> Iterator[Segment]:
         index = 0
         first = int(round(start_seconds * self.info.mel.sampling_rate))
-        chunking = options.chunking
-        if options.first_batch_size == 1 and chunking.first_max_seconds is None:
-            # a player waits for the first segment: a short first chunk decodes in a third of the time
-            chunking = replace(chunking, first_max_seconds=FIRST_CHUNK_SECONDS)
-        chunks = iter_chunks(self._counted(blocks, info, start_seconds), chunking, first_sample=first)
+        chunks = iter_chunks(self._counted(blocks, info, start_seconds), options.chunking, first_sample=first)
         for group in _groups(chunks, options.first_batch_size or options.batch_size, options.batch_size):
             results = self.transcribe_chunks(
                 [chunk.audio for chunk in group],

@@ -77,17 +77,3 @@ def test_vad_skips_long_silence_and_keeps_speech():
         assert any(a <= start + SR and start + 3 * SR <= b for a, b in spans)
     assert speech_regions(np.zeros(SR * 10, np.float32), ChunkOptions(vad=True)) == []
     assert split_audio(np.zeros(SR * 10, np.float32), ChunkOptions(vad=True)) == []
-
-
-def test_a_short_first_chunk_then_full_ones():
-    """For players the first chunk is short (its segment comes out sooner); the rest are as long as ever, and
-    the chunks still tile the input."""
-    from qwen3asr_plugin.engine.chunking import ChunkOptions, iter_chunks
-    from tests.parity import speech_like
-
-    audio = speech_like(16_000 * 70, seed=3)
-    chunks = list(iter_chunks([audio], ChunkOptions(first_max_seconds=10.0)))
-    assert 10.0 - 10.0 / 3 - 0.1 <= chunks[0].n_samples / 16_000 <= 10.0
-    assert all(20.0 - 0.1 <= c.n_samples / 16_000 <= 30.0 for c in chunks[1:-1])
-    assert [c.start_sample for c in chunks[1:]] == [c.start_sample + c.n_samples for c in chunks[:-1]]
-    assert sum(c.n_samples for c in chunks) == audio.size
