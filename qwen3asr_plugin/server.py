@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -130,6 +131,7 @@ class TranscriptionServer:
         stream = str(form.get("stream") or "false").lower() == "true"
         suffix = Path(upload.filename or "audio").suffix[:10]
         fd, tmp = tempfile.mkstemp(prefix="qwen3asr-upload-", suffix=suffix)
+        streaming = False  # the upload then belongs to the stream, which removes it
         try:
             with os.fdopen(fd, "wb") as out:
                 await run_in_threadpool(shutil.copyfileobj, upload.file, out)
@@ -150,8 +152,12 @@ class TranscriptionServer:
             options = replace(self.run_options, language=language, context=prompt)
             name = upload.filename or "upload"
             if stream:
+                streaming = True
                 return StreamingResponse(
-                    self._stream(request, tmp, name, options), media_type="text/event-stream"
+                    self._stream(request, tmp, name, options),
+                    media_type="text/event-stream",
+                    # also when the stream never starts (the client left first)
+                    background=BackgroundTask(Path(tmp).unlink, missing_ok=True),
                 )
             async with ClientWatch(request) as client, self.turn(client) as ours:
                 if not ours:
@@ -165,7 +171,7 @@ class TranscriptionServer:
         except Qwen3ASRError as exc:
             return error(400, str(exc).replace(tmp, name), param="file")
         finally:
-            if not stream:
+            if not streaming:
                 Path(tmp).unlink(missing_ok=True)
         return self._respond(fmt, transcript, granularities)
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 import wave
@@ -679,3 +680,21 @@ def test_selected_empty_lines_are_filled(tmp_path):
     assert [(b.text, b.start, b.end) for b in blocks] == [([], 0.9, 1.6), (["kept"], 3.0, 4.0)]
     native, _ = retranscribe_lines(ToneEngine(), str(video), subrip, [0], RunOptions())
     assert [e.plaintext for e in pysubs2.SSAFile.from_string(native, format_="srt")] == ["f700", "kept"]
+
+
+def test_a_streamed_request_refused_early_leaves_no_upload_behind(slow_server, tmp_path, monkeypatch):
+    """stream=true with an empty file (or over the size limit, or a full queue) is refused before the stream
+    exists: its temporary upload (up to --max-upload-mb) must still go."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    _, _, url = slow_server
+    body, ctype = dotnet_multipart(SE_STREAM_FIELDS, b"")
+    req = urllib.request.Request(f"{url}/v1/audio/transcriptions", data=body, method="POST")
+    req.add_header("Content-Type", ctype)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=30)
+    assert refused.value.code == 400
+    body, ctype = dotnet_multipart(SE_STREAM_FIELDS, wav_bytes(2.0))
+    assert "word1." in send(type("S", (), {"url": url}), body, ctype)[1]
+    wait_for(lambda: not list(tmp_path.glob("qwen3asr-upload-*")), timeout=5)
