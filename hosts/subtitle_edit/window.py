@@ -130,6 +130,15 @@ class PluginWindow:
                 return
         self.root.after(100, self.poll)
 
+    def release(self) -> None:
+        """Free the Tcl interpreter here, in the thread that made it: left to the garbage collector, it may be
+        freed in another thread, and Tcl then aborts the process (Tcl_AsyncDelete: wrong thread)."""
+        import gc
+
+        for name in ("language", "model", "engine", "bar", "status", "start_button", "cancel_button", "root"):
+            setattr(self, name, None)
+        gc.collect()
+
     def cancel(self) -> None:
         self.cancelled.set()
         if not self.started:
@@ -140,7 +149,10 @@ class PluginWindow:
 
     def run(self) -> tuple[dict, object]:
         self.error = None
-        self.root.mainloop()
+        try:
+            self.root.mainloop()
+        finally:
+            self.release()
         if self.error is not None and not self.cancelled.is_set():
             raise self.error
         return self.settings, None if self.cancelled.is_set() else self.result
