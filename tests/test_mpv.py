@@ -30,6 +30,18 @@ def video(tmp_path_factory):
     return video_with_audio(folder / "film.mp4", wav)
 
 
+def tiny_engine_opts(models) -> str:
+    """The script's options that run the engine with the tiny model and aligner on the CPU."""
+    return ",".join(
+        [
+            f"qwen3asr-command={QWEN3ASR}",
+            f"qwen3asr-model={models('tiny')}",
+            f"qwen3asr-aligner={models('aligner-tiny')}",
+            "qwen3asr-extra_args=--device cpu",
+        ]
+    )
+
+
 def words(text: str) -> list[str]:
     return [w for w in re.findall(r"\w+", text)]
 
@@ -54,14 +66,7 @@ def generate_from(mpv: Mpv, media: Path, position: float, timeout: float) -> Non
 
 
 def test_subtitles_appear_and_grow_while_watching(models, video, tmp_path):
-    opts = ",".join(
-        [
-            f"qwen3asr-command={QWEN3ASR}",
-            f"qwen3asr-model={models('tiny')}",
-            f"qwen3asr-aligner={models('aligner-tiny')}",
-            "qwen3asr-extra_args=--device cpu",
-        ]
-    )
+    opts = tiny_engine_opts(models)
     mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts={opts}")
     try:
         generate_from(mpv, video, 40, timeout=120)
@@ -103,14 +108,7 @@ def test_a_direct_url_is_transcribed_with_the_headers_mpv_sends(models, video, t
     served = tmp_path / "www"
     served.mkdir()
     ffmpeg("-i", str(video), "-c", "copy", "-movflags", "+faststart", str(served / "film.mp4"))  # streamable
-    opts = ",".join(
-        [
-            f"qwen3asr-command={QWEN3ASR}",
-            f"qwen3asr-model={models('tiny')}",
-            f"qwen3asr-aligner={models('aligner-tiny')}",
-            "qwen3asr-extra_args=--device cpu",
-        ]
-    )
+    opts = tiny_engine_opts(models)
     with MediaServer(served) as server:
         mpv = Mpv(
             tmp_path / "mpv.sock",
@@ -388,14 +386,7 @@ def test_a_seek_with_the_engine_keeps_the_cues_made_and_fills_the_rest(models, t
     film = video_with_audio(
         tmp_path / "film.mp4", write_wav(tmp_path / "a.wav", speech_like(16_000 * 240, seed=4))
     )
-    opts = ",".join(
-        [
-            f"qwen3asr-command={QWEN3ASR}",
-            f"qwen3asr-model={models('tiny')}",
-            f"qwen3asr-aligner={models('aligner-tiny')}",
-            "qwen3asr-extra_args=--device cpu",
-        ]
-    )
+    opts = tiny_engine_opts(models)
     mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts={opts}")
 
     def cues():
