@@ -36,7 +36,8 @@ def check_common(cues, rules: CueRules, words):
             assert width(line, rules.cjk) <= rules.max_line_chars or " " not in line.strip()
     for a, b in zip(cues, cues[1:], strict=False):
         assert a.end <= b.start  # never overlapping
-        assert b.start - a.end >= rules.min_gap_seconds - 1e-6 or b.start - a.end == 0.0
+        # Two frames between cues (a gap of 0 only where the earlier cue has no room: 10 ms long)
+        assert b.start - a.end >= rules.min_gap_seconds - 1e-6 or a.end - a.start <= 0.011
     assert cues[0].start == words[0].start
 
 
@@ -122,3 +123,87 @@ def test_cues_carry_only_measured_word_times():
     cues = build_cues(timed_words([untimed, timed]), duration=10.0)
     assert cues[0].words == () and cues[0].text == "no word timings here at all"
     assert [w.word for w in cues[-1].words] == ["Timed", " words."] and cues[-1].words[0].start == 5.0
+
+
+def test_a_short_last_cue_starts_earlier_but_keeps_the_gap():
+    """Words at the very end of the media: the last cue cannot last its minimum duration by ending later,
+    so it starts earlier, but never closer than the minimum gap to the cue before."""
+    words = [TimedWord(0.0, 0.3, "One.", "English"), TimedWord(1.0, 1.2, " Two.", "English")]
+    rules = rules_for("English")
+    cues = build_cues(words, duration=1.3)
+    assert [c.text for c in cues] == ["One.", "Two."]
+    assert cues[0].end == pytest.approx(rules.min_duration_seconds)
+    assert cues[1].start == pytest.approx(cues[0].end + rules.min_gap_seconds)  # earlier than the word
+    assert cues[1].end == pytest.approx(1.3)
+    check_common(cues, rules, words)
+
+
+def test_a_cue_lingers_up_to_half_a_second_after_its_last_word():
+    """README: a cue ends at its last word plus up to 0.5 s, at least 0.833 s long."""
+    alone = build_cues([TimedWord(1.0, 1.4, "Hi", "English"), TimedWord(1.5, 2.4, " there", "English")])
+    assert [(c.start, c.end) for c in alone] == [(1.0, pytest.approx(2.9))]
+    tight = build_cues(
+        [
+            TimedWord(0.0, 0.4, "The", "English"),
+            TimedWord(0.5, 1.0, " first.", "English"),
+            TimedWord(1.3, 2.2, " Second", "English"),
+            TimedWord(2.25, 3.0, " sentence.", "English"),
+        ]
+    )
+    assert cues_text(tight) == ["The first.", "Second sentence."]
+    assert tight[0].end == pytest.approx(1.3 - 0.083)  # less than 0.5 s: the gap before the next cue rules
+    brief = build_cues([TimedWord(0.0, 0.2, "Yes", "English")])
+    assert brief[0].end == pytest.approx(0.833)  # the minimum duration, past the 0.5 s linger
+
+
+def cues_text(cues) -> list[str]:
+    return [c.text.replace("\n", " ") for c in cues]
+
+
+def test_reading_speed_extends_a_fast_cue():
+    """A cue read faster than the language's target (20 chars/s English, 9 Chinese) stays up longer than
+    its words plus the linger: long enough to read at the target speed, while nothing follows."""
+    text = "Extraordinarily complicated vocabulary"  # 38 characters spoken in one second
+    words = [
+        TimedWord(i / 3, (i + 1) / 3, (" " if i else "") + w, "English") for i, w in enumerate(text.split())
+    ]
+    (cue,) = build_cues(words)
+    assert cue.end == pytest.approx(len(text) / 20.0, abs=1e-3)
+    zh = "我们明天早上一起去公园散步然后回家吃饭"  # 19 characters in 0.95 s
+    (cue,) = build_cues([TimedWord(i * 0.05, i * 0.05 + 0.05, ch, "Chinese") for i, ch in enumerate(zh)])
+    assert cue.end == pytest.approx(len(zh) / 9.0, abs=1e-3)
+    # never beyond the 7 s maximum for the sake of reading speed
+    (cue,) = build_cues([TimedWord(0.0, 0.5, "x" * 200, "English")])
+    assert cue.end == pytest.approx(7.0)
+
+
+def test_korean_lines_are_16_full_width_characters():
+    sentence = "오늘은 날씨가 정말 좋아서 우리는 공원에 산책하러 가기로 했습니다 그리고 저녁에는 함께 맛있는 음식을 먹었어요"
+    words = [
+        TimedWord(i * 0.4, i * 0.4 + 0.35, (" " if i else "") + w, "Korean")
+        for i, w in enumerate(sentence.split())
+    ]
+    rules = rules_for("Korean")
+    assert (rules.max_line_chars, rules.max_chars_per_second, rules.cjk) == (16, 12, True)
+    cues = build_cues(words)
+    check_common(cues, rules, words)
+    assert " ".join(cues_text(cues)).split() == sentence.split()  # words keep their spaces
+    lines = [line for c in cues for line in c.lines]
+    assert max(width(line, True) for line in lines) > 12  # lines are filled, not cut at English widths...
+    assert all(width(line, True) <= 16 for line in lines)  # ...and never past 16 Hangul
+    assert width(sentence, False) / 42 < len(lines) - 1  # far more lines than at 42 Latin characters
+
+
+def test_short_fragments_join_the_next_cue():
+    """Two short sentences said without a pause share a cue (each alone would flash by in under 0.833 s);
+    after a pause, or when the pair would not fit, they stay apart."""
+    said = [
+        TimedWord(0.0, 0.3, "Yes.", "English"),
+        TimedWord(0.35, 0.6, " Sure.", "English"),
+        TimedWord(0.65, 1.1, " Let's go.", "English"),
+    ]
+    assert cues_text(build_cues(said)) == ["Yes. Sure. Let's go."]
+    paused = [said[0], *(TimedWord(w.start + 1.0, w.end + 1.0, w.word, w.language) for w in said[1:])]
+    assert cues_text(build_cues(paused)) == ["Yes.", "Sure. Let's go."]
+    long = TimedWord(0.35, 3.0, " " + "word " * 20 + "end.", "English")  # with it the cue would overflow
+    assert cues_text(build_cues([said[0], long])) == ["Yes.", long.word.strip()]
