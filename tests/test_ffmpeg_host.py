@@ -111,10 +111,15 @@ def test_second_audio_track_is_transcribed(models, media, tmp_path):
         models, "-i", str(media["mkv"]), "--destination", str(tmp_path / "a.srt"), str(tmp_path / "a.mkv")
     )
     spoken = tool(models, "-i", str(media["mkv"]), "--audio-track", "1", str(tmp_path / "b.srt"))
-    assert silent.returncode == 0 and spoken.returncode == 0, silent.stderr + spoken.stderr
+    ffmpeg("-i", str(media["mkv"]), "-map", "0:a:1", "-c", "copy", str(tmp_path / "track 1.mka"))
+    alone = tool(models, "-i", str(tmp_path / "track 1.mka"), str(tmp_path / "c.srt"))
+    assert silent.returncode == spoken.returncode == alone.returncode == 0, silent.stderr + spoken.stderr
+    # Track 1 gives exactly the subtitles of its own audio copied out; track 0 (digital silence) others.
+    assert (tmp_path / "b.srt").read_text(encoding="utf-8") == (tmp_path / "c.srt").read_text(
+        encoding="utf-8"
+    )
     assert len(pysubs2.load(str(tmp_path / "b.srt"))) >= 1
-    # Track 0 is digital silence: the model hears no speech there, or far less than on track 1.
-    assert len(pysubs2.load(str(tmp_path / "a.srt"))) <= len(pysubs2.load(str(tmp_path / "b.srt")))
+    assert subtitle_text(tmp_path / "a.mkv") != (tmp_path / "b.srt").read_text(encoding="utf-8")
     assert probe(tmp_path / "a.mkv").subtitle_streams == 1
 
 
@@ -206,6 +211,51 @@ def stream_tags(path: Path) -> list[str]:
         [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True
     ).stderr
     return [line.strip() for line in report.splitlines() if line.strip().startswith("Stream #")]
+
+
+def subtitle_tracks(path: Path) -> list[tuple[str, str, str]]:
+    """(language, codec, title) of each subtitle stream, from `ffmpeg -i`'s report: a stream line such as
+    'Stream #0:2(eng): Subtitle: ass (default)' followed by its 'Metadata:' block ('title : ...', or in
+    mp4 and mov 'handler_name : ...', ffmpeg's default there being 'SubtitleHandler')."""
+    report = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    tracks, current = [], None
+    for line in report.stderr.splitlines():
+        head = line.strip()
+        if head.startswith("Stream #"):
+            current = None
+            if ": Subtitle: " in head:
+                language = head.split("(")[1].split(")")[0] if "(" in head.split(":")[1] else ""
+                codec = head.split(": Subtitle: ")[1].split()[0]
+                current = [language, codec, ""]
+                tracks.append(current)
+        elif current is not None and head.split(":")[0].strip() in ("title", "handler_name"):
+            value = head.split(":", 1)[1].strip()  # mp4 and mov name a track by its handler name
+            if value != "SubtitleHandler" and (head.startswith("title") or not current[2]):
+                current[2] = value
+    return [tuple(t) for t in tracks]
+
+
+def test_the_track_gets_its_language_codec_and_title(models, media, tmp_path):
+    """The new track: ISO 639-2 language of the transcript (or of --language), the container's codec or
+    --format's, the --title (default 'Qwen3-ASR'); the input's own track keeps its own."""
+    mkv = tmp_path / "titled.mkv"
+    run = tool(models, "-i", str(media["with_subs"]), "--language", "fr", "--format", "ass", "--title",
+               "Sous-titres ü", str(mkv))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert subtitle_tracks(mkv)[1] == ("fra", "ass", "Sous-titres ü")
+    assert subtitle_tracks(mkv)[0][1:] == ("subrip", "")
+    mp4 = tmp_path / "plain.mp4"
+    run = tool(models, "-i", str(media["mp4"]), "--language", "ja", str(mp4))
+    assert run.returncode == 0, run.stderr
+    assert subtitle_tracks(mp4) == [("jpn", "mov_text", "Qwen3-ASR")]
+    mov = tmp_path / "named.mov"
+    run = tool(models, "-i", str(media["mp4"]), "--language", "en", "--title", "English (auto)", str(mov))
+    assert run.returncode == 0, run.stderr
+    assert subtitle_tracks(mov) == [("eng", "mov_text", "English (auto)")]
+    vtt = tmp_path / "vtt.mkv"
+    run = tool(models, "-i", str(media["mp4"]), "--language", "zh", "--format", "vtt", str(vtt))
+    assert run.returncode == 0, run.stderr
+    assert subtitle_tracks(vtt) == [("zho", "webvtt", "Qwen3-ASR")]
 
 
 def test_an_mkv_with_srt_and_a_font_muxes_into_mp4(models, media, tmp_path):

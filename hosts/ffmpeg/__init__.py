@@ -56,7 +56,7 @@ class FfmpegError(Qwen3ASRError):
 
 def subtitle_codec(out: Path, fmt: str) -> str:
     suffix = out.suffix.lower()
-    if suffix in (".mp4", ".mov", ".m4v"):
+    if suffix in MP4_LIKE:
         return "mov_text"
     if suffix == ".webm":
         return "webvtt"
@@ -256,6 +256,11 @@ def _mux(src, sub: Path, out: Path, args, extra: list[str], streams, fmt: str, l
             f"-metadata:s:s:{n}",
             f"title={args.title}",
         ]
+        if out.suffix.lower() in MP4_LIKE:
+            # ffmpeg's mp4/mov muxer drops a stream's title; the track's name there is its handler name
+            # (libavformat/movenc.c, mov_write_hdlr_tag: "hdlr.name is used by some players to identify the
+            # content title of the track"), which players and ffprobe show.
+            argv += [f"-metadata:s:s:{n}", f"handler_name={args.title}"]
     try:
         _ffmpeg([*argv, *extra, str(partial)])
         os.replace(partial, out)
