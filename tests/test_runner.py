@@ -545,3 +545,24 @@ def test_a_resumed_run_with_an_engine_without_windows_starts_afresh(tmp_path):
         ScriptedEngine(SEGMENTS, 22.0), tmp_path / "x.wav", RunOptions(resume=Resume(((5.0, 6.0),), kept))
     )
     assert [s.text for s in run.finish().segments] == ["first words", "later words", "再见"]
+
+
+def test_start_seconds_transcribes_from_there_then_the_beginning(models, tmp_path):
+    """mpv's "start where you are" without a resumed transcript: the engine's first segments are from the
+    position on, then the beginning follows; ids run on across both passes and progress counts up to the
+    whole length."""
+    from qwen3asr_plugin.api import ASRModel
+
+    wav = tmp_path / "talk.wav"
+    wavfile.write(wav, 16_000, (speech_like(16_000 * 50, seed=8) * 32767).astype(np.int16))
+    model = ASRModel(models("tiny"), aligner=False, device="cpu")
+    seen: list[float] = []
+    segments, info = model.transcribe(wav, start_seconds=30.0, batch_size=1, on_progress=seen.append)
+    segments = list(segments)
+    starts = [s.start for s in segments]
+    after = [t >= 30.0 - 1e-6 for t in starts]
+    assert after[0] and not after[-1]  # from the position first, the beginning last
+    assert after == sorted(after, reverse=True)  # one switch: nothing after 30 s once the beginning started
+    assert [s.id for s in segments] == list(range(len(segments)))
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(50.0, abs=0.5)
+    assert info.duration == pytest.approx(50.0, abs=0.1)
