@@ -14,7 +14,15 @@ from .errors import Qwen3ASRError
 from .records import Transcript
 
 Writer = Callable[[Transcript], str]
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_BREAKS = re.compile(r"[\t\n\r\v\f\x85\u2028\u2029]+")
+
+
+def clean(text: str) -> str:
+    """One line of text with nothing a reader could trip on: line and tab characters (a stray CR breaks
+    SubRip readers, a newline inside a txt or lrc line splits it) become a space, other control characters
+    (NUL, ESC, BEL, DEL) go."""
+    return _CONTROL.sub("", _BREAKS.sub(" ", text))
 
 
 def _pysubs2(transcript: Transcript, format_: str) -> str:
@@ -23,8 +31,7 @@ def _pysubs2(transcript: Transcript, format_: str) -> str:
     subs = pysubs2.SSAFile()
     for cue in transcript.cues:
         # Braces delimit ASS override tags (pysubs2 drops them from srt and vtt too): they become parentheses.
-        # Control characters (a stray CR breaks SubRip readers) are dropped.
-        text = "\\N".join(_CONTROL.sub("", line).replace("{", "(").replace("}", ")") for line in cue.lines)
+        text = "\\N".join(clean(line).replace("{", "(").replace("}", ")") for line in cue.lines)
         subs.append(pysubs2.SSAEvent(start=round(cue.start * 1000), end=round(cue.end * 1000), text=text))
     if format_ == "ass":
         style = subs.styles["Default"]
@@ -47,9 +54,9 @@ def _ass(t: Transcript) -> str:
 
 def _json(t: Transcript) -> str:
     def seg(s) -> dict:
-        d = {"id": s.id, "start": s.start, "end": s.end, "text": s.text, "language": s.language}
+        d = {"id": s.id, "start": s.start, "end": s.end, "text": clean(s.text), "language": s.language}
         if s.words is not None:
-            d["words"] = [{"start": w.start, "end": w.end, "word": w.word} for w in s.words]
+            d["words"] = [{"start": w.start, "end": w.end, "word": clean(w.word)} for w in s.words]
         return d
 
     data = {
@@ -57,13 +64,13 @@ def _json(t: Transcript) -> str:
         "language": t.language,
         "duration": round(t.duration, 3),
         "segments": [seg(s) for s in t.segments],
-        "cues": [{"start": c.start, "end": c.end, "text": c.text} for c in t.cues],
+        "cues": [{"start": c.start, "end": c.end, "text": "\n".join(map(clean, c.lines))} for c in t.cues],
     }
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 
 def _txt(t: Transcript) -> str:
-    return "".join(s.text.strip() + "\n" for s in t.segments)
+    return "".join(clean(s.text).strip() + "\n" for s in t.segments)
 
 
 def _lrc(t: Transcript) -> str:
@@ -71,7 +78,7 @@ def _lrc(t: Transcript) -> str:
         cs = int(round(seconds * 100))
         return f"[{cs // 6000:02d}:{cs // 100 % 60:02d}.{cs % 100:02d}]"
 
-    lines = [f"{stamp(c.start)}{' '.join(c.lines)}" for c in t.cues]
+    lines = [f"{stamp(c.start)}{clean(' '.join(c.lines))}" for c in t.cues]
     return "\n".join(lines) + ("\n" if lines else "")
 
 

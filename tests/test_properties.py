@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pysubs2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -10,10 +13,12 @@ from qwen3asr_plugin.engine.cues import TimedWord, build_cues
 from qwen3asr_plugin.engine.records import Segment, Transcript
 from qwen3asr_plugin.engine.writers import render
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
 times = st.floats(min_value=-5.0, max_value=4000.0) | st.sampled_from(
     [float("nan"), float("inf"), -float("inf")]
 )
-texts = st.text(min_size=0, max_size=12)
+texts = st.text(min_size=0, max_size=12) | st.text("ab \x00\x1b\r\n\t\x07\x7f\u2028", max_size=8)
 languages = st.sampled_from([None, "English", "Chinese", "Japanese", "Korean", "German"])
 words = st.lists(st.builds(TimedWord, times, times, texts, languages), max_size=80)
 
@@ -49,5 +54,11 @@ def test_every_writer_gives_a_readable_file(word_list):
         assert starts == sorted(starts)
         assert all(e.end >= e.start for e in subs)
         assert all(a.end <= b.start for a, b in zip(subs, subs[1:], strict=False))
-    for fmt in ("json", "txt", "lrc"):
-        assert isinstance(render(fmt, transcript), str)
+    for fmt in ("srt", "vtt", "ass", "txt", "lrc"):
+        text = render(fmt, transcript)
+        assert not CONTROL.search(text.replace("\n", "")), fmt  # no CR, NUL, ESC... inside a line
+        if fmt in ("txt", "lrc"):  # one line per segment or cue
+            assert text.count("\n") == (len(transcript.segments) if fmt == "txt" else len(cues))
+    data = json.loads(render("json", transcript))
+    strings = [s["text"] for s in data["segments"]] + [c["text"].replace("\n", "") for c in data["cues"]]
+    assert not any(CONTROL.search(x) for x in strings)
