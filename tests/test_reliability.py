@@ -153,6 +153,55 @@ def test_sigterm_leaves_existing_subtitles_and_no_temp_files(models, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.srt", "long.wav"]
 
 
+def test_sigterm_during_a_progressive_run_leaves_no_partial_subtitles(models, tmp_path):
+    """Killed once the progressive file exists (after the first segment): the half-made subtitles of this
+    run go, with no temporary files; nothing else in the folder changes."""
+    src = write_wav(tmp_path / "long.wav", speech_like(16_000 * 120, seed=3))
+    proc = subprocess.Popen(
+        [QWEN3ASR, "transcribe", "--model", str(models("tiny")), "--no-align", "--device", "cpu",
+         "--json-progress", "--progressive", "--batch-size", "1", str(src)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "update":  # the progressive file was written
+            assert (tmp_path / "long.srt").exists()
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav"]
+
+
+def test_an_interrupted_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Ctrl-C while a subtitle file is being written: the file it would replace stays whole, and the
+    temporary file beside it goes."""
+    from qwen3asr_plugin.engine import files
+
+    target = tmp_path / "talk.srt"
+    target.write_text("my edits", encoding="utf-8")
+
+    class Interrupted:
+        def __init__(self, real):
+            self.real = real
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.real.close()
+
+        def write(self, text):
+            self.real.write(text[: len(text) // 2])
+            self.real.flush()
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(files, "open", lambda *a, **k: Interrupted(open(*a, **k)), raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        files.write_atomic(target, "1\n00:00:00,000 --> 00:00:01,000\nnew\n", overwrite=True)
+    assert target.read_text(encoding="utf-8") == "my edits"
+    assert [p.name for p in tmp_path.iterdir()] == ["talk.srt"]
+
+
 def test_resume_skips_finished_inputs(models, tmp_path):
     a = write_wav(tmp_path / "a.wav", speech_like(16_000 * 2))
     b = write_wav(tmp_path / "b.wav", speech_like(16_000 * 2, seed=5))
