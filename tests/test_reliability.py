@@ -195,7 +195,7 @@ def test_an_interrupted_write_leaves_no_temporary_file(tmp_path, monkeypatch):
             self.real.flush()
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(files, "open", lambda *a, **k: Interrupted(open(*a, **k)), raising=False)
+    monkeypatch.setattr(files, "open", lambda *a, **k: Interrupted(open(*a, **k)), raising=False)  # noqa: SIM115
     with pytest.raises(KeyboardInterrupt):
         files.write_atomic(target, "1\n00:00:00,000 --> 00:00:01,000\nnew\n", overwrite=True)
     assert target.read_text(encoding="utf-8") == "my edits"
