@@ -195,7 +195,7 @@ def test_streaming_events(server):
 
 def test_load_eight_clients_bounded_memory(models):
     """8 clients at once for a bounded time, good and bad requests mixed: every request gets a result or a
-    JSON error, and the server's memory does not keep growing."""
+    JSON error, and the server's memory, sampled throughout, never rises more than 150 MB."""
     import time
 
     def rss_mb(pid: int) -> float:
@@ -227,12 +227,76 @@ def test_load_eight_clients_bounded_memory(models):
                 except Qwen3ASRError as exc:
                     outcomes.append("error" if "not a media file" in str(exc) else f"unexpected: {exc}")
 
+        samples: list[float] = []
+        done = threading.Event()
+
+        def sample() -> None:  # the peak, not only the end: every 20 ms while the clients run
+            while not done.is_set():
+                samples.append(rss_mb(s.proc.pid))
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
         threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        done.set()
+        sampler.join()
         assert len(outcomes) == 32 and set(outcomes) <= {"ok", "error"}, outcomes
         assert outcomes.count("error") == 8
+        assert len(samples) > 20 and max(samples) < baseline + 150, (baseline, max(samples))
         assert rss_mb(s.proc.pid) < baseline + 150
         assert post(s, SE_FIELDS, wav_bytes(1.0))["segments"]
+
+
+def test_a_full_queue_answers_503_and_the_queue_goes_on(models):
+    """With --max-queue 1: one request running and one waiting, the next gets 503 with OpenAI's error
+    body (code server_busy) at once, and the two accepted ones are answered."""
+    import time
+
+    with ServerProcess("--model", str(models("tiny")), "--no-align", "--max-upload-mb", "64",
+                       "--max-queue", "1") as s:  # fmt: skip
+        long = wav_bytes(300.0, seed=6)  # long enough to still run while the others arrive
+        answers: dict[str, object] = {}
+
+        def client(name: str, data: bytes) -> None:
+            try:
+                answers[name] = post(s, SE_FIELDS, data)
+            except Qwen3ASRError as exc:
+                answers[name] = exc
+
+        def queued() -> int:
+            with urllib.request.urlopen(f"{s.url}/health", timeout=10) as r:
+                return json.loads(r.read())["queued"]
+
+        first = threading.Thread(target=client, args=("first", long))
+        first.start()
+        second = None
+        deadline = time.monotonic() + 60
+        while queued() < 1 and time.monotonic() < deadline:
+            if second is None and time.monotonic() > deadline - 59:  # the first has been sent a second ago
+                second = threading.Thread(target=client, args=("second", wav_bytes(2.0)))
+                second.start()
+            time.sleep(0.05)
+        assert queued() == 1 and "first" not in answers  # one running, one waiting
+        boundary = "b0undary"
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+                f"Content-Type: audio/wav\r\n\r\n"
+            ).encode()
+            + wav_bytes(1.0)
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        asked = time.monotonic()
+        status, raw = raw_post(s, body, f"multipart/form-data; boundary={boundary}")
+        assert status == 503 and time.monotonic() - asked < 5, raw  # at once, not after the queue
+        assert json.loads(raw)["error"]["code"] == "server_busy"
+        assert "first" not in answers
+        first.join()
+        second.join()
+        assert not isinstance(answers["first"], Exception), answers["first"]
+        assert not isinstance(answers["second"], Exception), answers["second"]
+        assert answers["second"]["segments"] is not None
