@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 import time
+import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -311,6 +312,7 @@ class BatchOptions:
     progressive: bool = False  # rewrite the first format's file after every segment (for players)
     skip_existing: bool = False  # resume a batch: inputs whose outputs all exist are skipped
     resume: bool = False  # keep <stem>.resume.json beside the outputs; go on from it when it is there
+    verbose: bool = False  # an input's error also prints its traceback
 
 
 def resume_path(source: Path | str, output_dir: Path | None) -> Path:
@@ -428,6 +430,8 @@ def transcribe_files(engine, inputs: list[Path], options: BatchOptions, reporter
                 state.unlink(missing_ok=True)  # complete: nothing left to resume
         except Qwen3ASRError as exc:
             failed.append(str(path))
+            if options.verbose:
+                traceback.print_exception(exc, file=sys.stderr)
             if run is not None:
                 run.fail(exc)
             else:

@@ -41,7 +41,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_transcribe(args: argparse.Namespace) -> int:
     from .api import load_engine, output_formats
-    from .batch import BatchOptions, JsonReporter, Reporter, collect_inputs, transcribe_files
+    from .batch import MEDIA_SUFFIXES, BatchOptions, JsonReporter, Reporter, collect_inputs, transcribe_files
     from .engine.errors import Qwen3ASRError
 
     writers = output_formats()
@@ -54,12 +54,15 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         from .engine.media import set_network_options
 
         set_network_options(args.user_agent, args.http_header or ())
+    inputs = collect_inputs(args.inputs)  # before the model loads: an empty folder is said at once
+    if not inputs:
+        raise Qwen3ASRError(
+            f"no media files in {', '.join(args.inputs)} (none ending .mp4, .mkv, .wav, .mp3 or "
+            f"{len(MEDIA_SUFFIXES) - 4} other media extensions); give media files or a folder that holds some"
+        )
     if args.json_progress:
         JsonReporter().status("loading the model")
     engine = load_engine(args.engine, **options.engine_options(args))
-    inputs = collect_inputs(args.inputs)
-    if not inputs:
-        raise Qwen3ASRError(f"no media files in {', '.join(args.inputs)}")
     batch = BatchOptions(
         formats=formats,
         run=run,
@@ -68,6 +71,7 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         progressive=args.progressive,
         skip_existing=args.skip_existing,
         resume=args.resume,
+        verbose=args.verbose,
     )
     reporter = JsonReporter() if args.json_progress else Reporter(quiet=args.quiet)
     summary = transcribe_files(engine, inputs, batch, reporter)
@@ -377,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", help="checkpoint revision to pull")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_models)
+    for command in sub.choices.values():  # also after the command: `qwen3asr transcribe --verbose ...`
+        command.add_argument(
+            "--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors"
+        )
     return parser
 
 

@@ -125,3 +125,37 @@ def test_bad_inputs_without_quiet_as_a_script_runs_it(tiny_model, tmp_path):
     assert run.returncode == 1 and "Traceback" not in said, said
     assert "empty.mp4" in said and "gone.wav: no such file" in said
     assert (tmp_path / "talk.srt").exists()
+
+
+def test_a_folder_without_media_is_said_before_any_model_loads(tmp_path):
+    folder = tmp_path / "notes ü"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "readme.txt").write_text("no media here")
+    (folder / "sub" / "list.srt").write_text("")
+    run = subprocess.run(
+        [QWEN3ASR, "transcribe", str(folder), "--model", str(tmp_path / "no such model")],
+        capture_output=True,
+        text=True,
+    )
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1 and len(lines) == 1, run.stderr
+    assert f"no media files in {folder}" in lines[0] and "no such model" not in lines[0]
+    assert sorted(p.name for p in folder.rglob("*")) == ["list.srt", "readme.txt", "sub"]
+
+
+def test_verbose_shows_the_traceback_and_plain_runs_do_not(tiny_model, tmp_path):
+    wav = tmp_path / "a.wav"
+    wavfile.write(wav, 16_000, speech_like(16_000))
+    common = [QWEN3ASR, "transcribe", str(wav), "--model", str(tiny_model), "--language", "xx"]
+    plain = subprocess.run(common, capture_output=True, text=True)
+    verbose = subprocess.run([*common, "--verbose"], capture_output=True, text=True)
+    assert plain.returncode == 1 and "Traceback" not in plain.stderr
+    assert plain.stderr.startswith("qwen3asr: error: unknown language 'xx'")
+    assert verbose.returncode == 1 and "Traceback (most recent call last)" in verbose.stderr
+    assert "unknown language 'xx'" in verbose.stderr
+    # an error of the whole command (no input to go on with), the option before the command
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    whole = subprocess.run([QWEN3ASR, "--verbose", "transcribe", str(empty)], capture_output=True, text=True)
+    assert whole.returncode == 1 and "Traceback (most recent call last)" in whole.stderr
+    assert "no media files" in whole.stderr.strip().splitlines()[-1]

@@ -122,7 +122,8 @@ def test_an_hour_of_silence_gives_an_empty_subtitle(models, tmp_path):
     assert json.loads((tmp_path / "silence.json").read_text())["segments"] == []
 
 
-def test_sigterm_leaves_existing_subtitles_and_no_temp_files(models, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_stopped_run_leaves_existing_subtitles_and_no_temp_files(models, tmp_path, stop):
     src = write_wav(tmp_path / "long.wav", speech_like(16_000 * 600))
     srt = tmp_path / "long.srt"
     srt.write_text("my edits")
@@ -146,9 +147,10 @@ def test_sigterm_leaves_existing_subtitles_and_no_temp_files(models, tmp_path):
     for line in proc.stdout:
         if json.loads(line)["event"] == "progress":
             break
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(stop)
     proc.wait(timeout=60)
     assert proc.returncode == 130
+    assert proc.stderr.read().strip().splitlines()[-1] == "qwen3asr: interrupted"  # no traceback
     assert srt.read_text() == "my edits"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.srt", "long.wav"]
 
