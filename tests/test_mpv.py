@@ -208,6 +208,8 @@ FAKE_ENGINE = """#!{python}
 import json, os, sys, time
 with open({log!r}, "a", encoding="utf-8") as f:
     f.write(json.dumps(sys.argv[1:]) + "\\n")
+with open({log!r} + ".pids", "a", encoding="utf-8") as f:
+    f.write(f"{{os.getpid()}}\\n")
 mode = {mode!r}
 if mode == "updates":  # three updates of a growing subtitle, each after the test creates go<k>, then done
     folder = sys.argv[sys.argv.index("--output-dir") + 1]
@@ -290,6 +292,46 @@ def test_the_audio_track_playing_is_the_one_transcribed(tmp_path):
         assert runs(log)[1][1] == str(external) and "--audio-track" not in runs(log)[1]
     finally:
         mpv.close()
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, exited but not yet reaped by mpv, counts as stopped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_engine_stops_when_the_file_ends_or_mpv_quits(video, tmp_path):
+    """The engine runs for the file being watched: loading another file or quitting mpv stops it (the
+    script's end-file and shutdown handlers abort the job, and mpv itself kills a playback_only subprocess when
+    playback ends: player/command.c, subprocess commands), so no transcription goes on unseen. Either alone
+    passes; removing both fails it."""
+    command, log = fake_engine(tmp_path, "hang")
+    pids = Path(f"{log}.pids")
+    mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts=qwen3asr-command={command}")
+    try:
+        mpv.command("loadfile", str(video))
+        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: pids.exists() and pids.read_text().count("\n") == 1, 20, mpv)
+        first = int(pids.read_text().split()[0])
+        assert alive(first)
+        mpv.command("loadfile", str(video))  # another file (here the same one again): end-file
+        assert wait_for(lambda: not alive(first), 10, mpv)
+        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: pids.read_text().count("\n") == 2, 20, mpv)
+        second = int(pids.read_text().split()[1])
+        assert alive(second)
+    finally:
+        mpv.close()
+    assert mpv.proc.returncode is not None
+    deadline = time.monotonic() + 10
+    while alive(second) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(second), "the engine outlived mpv"
 
 
 def test_the_viewers_track_choice_survives_the_updates(video, tmp_path):
