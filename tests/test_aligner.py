@@ -148,9 +148,35 @@ def test_unit_kinds():
     assert [u.text for u in split_units("Hello, world!")] == ["Hello", "world"]
     assert [u.text for u in split_units("你好，世界")] == ["你", "好", "世", "界"]
     assert [u.text for u in split_units("abc字def 12")] == ["abc", "字", "def", "12"]
-    # Japanese without nagisa: one unit per character; Korean without soynlp: space-separated words.
+
+
+def test_without_nagisa_and_soynlp(monkeypatch):
+    """Japanese without nagisa: one unit per character; Korean without soynlp: space-separated words."""
+    monkeypatch.setitem(sys.modules, "nagisa", None)  # import raises ImportError
+    monkeypatch.setitem(sys.modules, "soynlp.tokenizer", None)
     assert [u.text for u in split_units("こんにちは。", "Japanese")] == list("こんにちは")
     assert [u.text for u in split_units("안녕하세요, 여러분", "Korean")] == ["안녕하세요", "여러분"]
+
+
+JAPANESE_KOREAN = [
+    ("Japanese", "私は東京に住んでいます。毎朝、コーヒーを飲みます"),
+    ("Japanese", "今日は良い天気ですね、散歩に行きましょう！"),
+    ("Korean", "오늘은 날씨가 정말 좋아요. 공원에 갈까요?"),
+    ("Korean", "저는 서울에서 일해요, 그리고 주말에는 쉬어요"),
+]
+
+
+@pytest.mark.parametrize(("language", "text"), JAPANESE_KOREAN)
+def test_japanese_and_korean_units_match_the_reference(checkpoints, language, text):
+    """With nagisa and soynlp installed (the test extras), the units are the reference splitter's (which
+    uses them: transformers' Qwen3ASRProcessor.split_words_for_alignment); Japanese words span several
+    characters, each unit points at its characters in the text."""
+    expected = processor(checkpoints).split_words_for_alignment(text, language)
+    units = split_units(text, language)
+    assert [u.text for u in units] == expected
+    assert all(text[u.first : u.last + 1] == u.text for u in units)
+    if language == "Japanese":
+        assert "東京" in expected or "天気" in expected  # words, not characters
 
 
 @pytest.mark.parametrize("text", [*TEXTS.values(), "  spaced   out  ", "«Quoted» — dash, and (parens).", "a"])
