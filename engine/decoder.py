@@ -75,6 +75,10 @@ def loop_start(tokens: list[int], max_pattern: int = 24) -> int | None:
         if tokens[n - p * need :] != tokens[n - p :] * need:
             continue
         q = _primitive_period(tokens[n - p :])
+        if (
+            q != p
+        ):  # a repeat of a shorter pattern: it needs that pattern's count (28 x one token is not 4 x 7)
+            continue
         pattern = tokens[n - q :]
         copies = 1
         while copies * q + q <= n and tokens[n - (copies + 1) * q : n - copies * q] == pattern:

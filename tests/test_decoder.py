@@ -231,17 +231,54 @@ def test_repetition_guard_retries_and_never_adds_a_marker(tiny_checkpoint, tmp_p
     if not gen.finished:  # every try failed: the greedy tokens, cut back to one copy of the loop
         assert gen.tokens == greedy.generation.tokens[: len(gen.tokens)]
 
+    # Every try loops (the retries at temperature 0 repeat the greedy path): the greedy tokens are kept, cut
+    # back to one copy of the repeated part, and the text says nothing more.
+    stuck = transcribe_chunk(p, AUDIO, None, "", 200, temperatures=(0.0, 0.0, 0.0))
+    gen = stuck.generation
+    assert gen.attempts == 3 and gen.looped and not gen.finished
+    assert loop_start(gen.tokens) is None and gen.tokens == greedy.generation.tokens
+    assert stuck.parsed.text == fix_repetitions(p.decoder.detokenize(gen.tokens).strip())
+
 
 def test_loop_detection_rules():
-    assert loop_start([5] * 31) is None or loop_start([5] * 31) == 1
+    assert loop_start([5] * 31) is None
     assert loop_start([5] * 32) == 1
     assert loop_start([1, 2, 3] * 3) is None
     assert loop_start([9, 9] + [1, 2, 3, 4, 5, 6, 7, 8] * 4) == 10
     assert loop_start(list(range(100))) is None
 
 
-def test_token_budget_scales_with_audio(models):
+@pytest.mark.parametrize("period", [1, 2, 3, 5, 7, 8, 13, 24])
+def test_a_pattern_loops_at_exactly_the_readme_count(period):
+    """README: one token 32 times, a two-token pattern 16 times, ... a pattern of 8 or more tokens 4 times:
+    max(4, 32 // p) copies of a pattern of p tokens, after any prefix; one copy fewer is not a loop."""
+    rng = np.random.default_rng(period)
+    prefix = [int(t) for t in rng.permutation(np.arange(1000, 1100))[:20]]
+    pattern = [int(t) for t in rng.permutation(np.arange(1, 100))[:period]]  # distinct: primitive
+    need = max(4, 32 // period)
+    assert loop_start(prefix + pattern * (need - 1)) is None
+    assert loop_start(prefix + pattern * need) == len(prefix) + period  # the first copy is kept
+    if period > 1:  # one token into the next copy: the loop is the rotated pattern, from one token later
+        assert loop_start(prefix + pattern * need + pattern[:1]) == len(prefix) + period + 1
+    assert loop_start(prefix + pattern * need + [5000]) is None  # only a repeating tail counts
+
+
+def test_token_budget_scales_with_audio(models, monkeypatch):
+    """README: a budget of 24 + 10 tokens per second of audio per chunk; the decoder stops at it."""
+    from qwen3asr_plugin.engine.pipeline import TranscribeOptions
+
     p = pipeline(models, "tiny")
+    asked: list[int] = []
+    real = p.decoder.generate_batch
+
+    def spy(prompts, audios, max_new_tokens, *a, **k):
+        asked.extend(max_new_tokens)
+        return real(prompts, audios, max_new_tokens, *a, **k)
+
+    monkeypatch.setattr(p.decoder, "generate_batch", spy)
+    for seconds in (7.0, 12.5):
+        list(transcribe_array(p, speech_like(int(16_000 * seconds)), TranscribeOptions())[0])
+    assert asked == [24 + 70, 24 + 125]
     short = transcribe_chunk(p, speech_like(16_000), None, "", max_new_tokens=5)
     assert len(short.tokens) <= 5
 
