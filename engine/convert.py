@@ -120,6 +120,8 @@ def convert(
             raise Qwen3ASRError(f"{dest}: holds a different model; choose another destination")
         files = dict(old.files)
     updating = bool(files)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _check_space(dest if updating else dest.parent, space_needed(ckpt, precisions, quants))
     # Work in a staging folder: beside dest for a new folder (renamed into place at the end), inside dest
     # when adding to an existing one. An interruption removes the staging folder and nothing else.
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +181,42 @@ def _write_encoders(ckpt: Checkpoint, out: Path, precisions: list[str], say: Cal
                     _save_onnx(build(ckpt, np.float32), fp32)
                 say(f"{name_of('int8')} (int8 weights)")
                 quantize_int8(fp32, out / name_of("int8"))
+
+
+# Bytes per weight of each output (GGUF block formats: q8_0 34 bytes per 32 weights, q6_k 210 per 256, q4_k
+# (Q4_K_M, some tensors q6_k) about 4.8 bits), for the free-space check.
+_ENCODER_BYTES = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0}
+_DECODER_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q6_k": 210 / 256, "q4_k": 0.6}
+
+
+def space_needed(ckpt: Checkpoint, precisions: list[str], quants: list[str]) -> int:
+    """Bytes a conversion writes at its peak: every output plus the f32 files it stages (the f32 GGUF the
+    quantizer reads, about 7 GB at 1.7B; fp32 graphs for int8)."""
+    store = ckpt.tensors
+    audio = text = 0
+    for name in store.keys():  # noqa: SIM118 (a TensorStore, not a dict)
+        n = int(np.prod(store.shape(name)))
+        if "audio_tower" in name:
+            audio += n
+        else:
+            text += n
+    total = sum(_ENCODER_BYTES[p] * audio for p in precisions)
+    if "int8" in precisions and "fp32" not in precisions:
+        total += 4.0 * audio
+    total += sum(_DECODER_BYTES[q] * text for q in quants)
+    if any(q not in ("f32", "f16") for q in quants) and "f32" not in quants:
+        total += 4.0 * text
+    return int(total)
+
+
+def _check_space(folder: Path, needed: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < needed * 1.05 + (64 << 20):
+        raise Qwen3ASRError(
+            f"{folder}: converting needs about {needed / 1e9:.1f} GB free here (the outputs and the f32 files "
+            f"staged for quantization), and {free / 1e9:.1f} GB is free; free some space or choose another "
+            "destination"
+        )
 
 
 def _resolve_quant(quant: str) -> str:

@@ -154,12 +154,15 @@ def write_gguf(ckpt: Checkpoint, path: Path, quant: str = "f32") -> None:
 
 def quantize_gguf(src: Path, dest: Path, quant: str, threads: int = 0) -> None:
     """llama.cpp's quantizer from an f32 GGUF to `quant` (bf16, q8_0, q6_k or q4_k)."""
-    from .llama_runtime import llama
+    from .llama_runtime import clear_errors, last_error, llama
 
     llama_cpp = llama()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = _LLAMA_FTYPE[quant]
     params.nthread = threads or os.cpu_count() or 1
+    clear_errors()
     rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dest).encode(), params)
     if rc != 0:
-        raise Qwen3ASRError(f"llama.cpp could not quantize {src} to {quant} (code {rc})")
+        # llama.cpp logs why (llama_model_quantize: "failed to quantize: <reason>"): say it, not only the code
+        why = last_error() or f"code {rc}"
+        raise Qwen3ASRError(f"{dest}: llama.cpp could not quantize the decoder to {quant}: {why}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import functools
 import os
@@ -11,10 +12,13 @@ import threading
 _lock = threading.Lock()
 _ready = False
 _log_callback = None  # kept alive for as long as llama.cpp may call it
+_errors: collections.deque = collections.deque(maxlen=20)  # llama.cpp's latest error lines, for messages
+GGML_LOG_LEVEL_ERROR = 4  # ggml.h, enum ggml_log_level
 
 
 def llama():
-    """The llama_cpp module, initialised once; llama.cpp's own logs go away unless QWEN3ASR_LLAMA_LOG=1."""
+    """The llama_cpp module, initialised once; llama.cpp's own logs go away unless QWEN3ASR_LLAMA_LOG=1,
+    but its errors are kept for our messages (`last_error`)."""
     global _ready, _log_callback
     import llama_cpp
 
@@ -24,7 +28,8 @@ def llama():
 
                 @llama_cpp.llama_log_callback
                 def _quiet(level, text, user_data):  # noqa: ARG001
-                    return None
+                    if level == GGML_LOG_LEVEL_ERROR and text:
+                        _errors.append(text.decode("utf-8", "replace").strip())
 
                 _log_callback = _quiet
                 llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
@@ -38,6 +43,15 @@ def llama():
                     "--no-cache-dir --no-deps llama-cpp-python\n"
                 )
     return llama_cpp
+
+
+def clear_errors() -> None:
+    _errors.clear()
+
+
+def last_error() -> str | None:
+    """llama.cpp's latest error line since `clear_errors()` (None when it logged none, or logs go to stderr)."""
+    return _errors[-1] if _errors else None
 
 
 @functools.cache

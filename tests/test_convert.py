@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qwen3asr_plugin.engine import convert as convert_module
@@ -169,3 +170,40 @@ def test_default_decoder_type_follows_the_cpu(tiny_checkpoint, tmp_path, monkeyp
     assert default_quant(["q8_0", "bf16"], gpu=False, bf16=False) == "q8_0"
     assert default_quant(["f16", "q8_0", "bf16"], gpu=True) == "f16"
     assert default_quant(["q6_k", "bf16"], gpu=False, bf16=False) == "q6_k"
+
+
+def test_too_little_free_space_is_said_before_writing(tiny_checkpoint, tmp_path, monkeypatch):
+    """Conversion stages a full f32 GGUF before quantizing (about 7 GB at 1.7B): with less free space than
+    the outputs and staged files need it stops at once, naming the sizes, and writes nothing."""
+    import shutil as shutil_module
+
+    from qwen3asr_plugin.engine.hf_checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(tiny_checkpoint)
+    needed = convert_module.space_needed(ckpt, ["fp32"], ["q8_0"])
+    text = sum(int(np.prod(ckpt.tensors.shape(n))) for n in ckpt.tensors.keys() if "audio_tower" not in n)  # noqa: SIM118
+    assert needed > 4 * text  # the staged f32 decoder counts
+    assert convert_module.space_needed(ckpt, ["fp32"], ["f32", "q8_0"]) < needed + 1.1 * text  # not twice
+    real = shutil_module.disk_usage
+
+    def nearly_full(path):
+        usage = real(path)
+        return usage._replace(free=needed // 2)
+
+    monkeypatch.setattr(convert_module.shutil, "disk_usage", nearly_full)
+    out = tmp_path / "out"
+    with pytest.raises(Qwen3ASRError, match=r"needs about .* GB free here .* free some space"):
+        convert(tiny_checkpoint, out, decoder_quants=["q8_0"])
+    assert list(tmp_path.iterdir()) == []  # no staging folder, no model folder
+
+
+def test_a_failed_quantization_says_llama_cpps_reason(tmp_path):
+    from qwen3asr_plugin.engine.gguf_export import quantize_gguf
+
+    bad = tmp_path / "decoder.f32.gguf"
+    bad.write_bytes(b"GGUF" + bytes(64))  # the magic, then nothing sensible
+    with pytest.raises(Qwen3ASRError) as caught:
+        quantize_gguf(bad, tmp_path / "decoder.q8_0.gguf", "q8_0")
+    message = str(caught.value)
+    assert "\n" not in message and "decoder.q8_0.gguf" in message
+    assert "failed to quantize" in message and "failed to load model" in message  # llama.cpp's words
