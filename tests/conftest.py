@@ -49,6 +49,12 @@ GEOMETRIES = {
     "tiny": ("tiny", None),
     "0.6b-heads": ("0.6b", HEAD_0_6B),
     "official-ids": ("0.6b", OFFICIAL_IDS),
+    # The 0.6B text model at its full depth and width (28 layers, 1024 wide, 16 + 8 heads of 128), fewer
+    # vocabulary rows, a reduced 0.6B encoder: errors that grow with depth show here (tests/test_full_depth.py).
+    "0.6b-depth": (
+        "0.6b",
+        {"audio": {"encoder_layers": 2}, "text": {"vocab_size": 1088}, "first_added_id": 1000},
+    ),
     "aligner-tiny": ("aligner-tiny", None),
     # The aligner at the official layout: 1024-wide, 16 heads, 152064 rows, ids from 151643, reduced depth.
     "aligner-0.6b-heads": (
