@@ -70,29 +70,44 @@ def test_slot_classes_match_reference(models, checkpoints, geometry, text):
     )
     assert ours.shape == ref.shape == (2 * len(units),)
     assert (ours == ref).mean() >= 0.99
+    if geometry == "aligner-0.6b-heads":  # the slots vary, so agreement means something
+        assert len(set(ref.tolist())) >= len(ref) // 3
 
 
-@pytest.mark.parametrize(("quant", "bar"), [("q8_0", 0.8), ("bf16", 0.99)])
-def test_default_decoder_types_slot_agreement(models, bf16_models, checkpoints, quant, bar):
-    """The CPU defaults (q8_0, or bf16 on CPUs with bf16 dot products): agreement with the f32 reference is
-    measured, not assumed; bf16 keeps the official weights exactly and holds the f32 bar."""
+@pytest.mark.parametrize(
+    ("encoder", "quant", "bar"), [("fp32", "q8_0", 0.85), ("fp32", "bf16", 0.97), ("int8", "q8_0", 0.75)]
+)
+def test_default_decoder_types_slot_agreement(models, bf16_models, checkpoints, encoder, quant, bar):
+    """The CPU defaults (q8_0, or bf16 on CPUs with bf16 dot products) at the official width, on slots that
+    take many classes: agreement with the f32 reference is measured, not assumed; bf16 keeps the official
+    weights exactly. Measured (78 slots of the three texts, 44 classes): fp32 / q8_0 0.910, fp32 / bf16 0.987,
+    int8 / q8_0 0.808 (an earlier fixture whose slots took one or two classes showed 95.5-100 %)."""
     folder = (bf16_models if quant == "bf16" else models)("aligner-0.6b-heads")
     al = ForcedAligner(
         load_model_info(folder),
-        EncoderOptions(precision="fp32", device="cpu"),
+        EncoderOptions(precision=encoder, device="cpu"),
         DecoderOptions(quant=quant, kv_f32=True),
     )
     audio = speech_like(16_000 * 6 + 500)
-    units = split_units(TEXTS["mixed"])
     mel = log_mel(audio)
     n_audio = al.encoder.num_tokens(mel.shape[1])
-    prefix, text_part = al.input_ids(n_audio, units)
-    ids = prefix + [al.info.token_ids["audio_pad"]] * n_audio + text_part
-    ref = reference_aligner_classes(
-        reference(checkpoints, "aligner-0.6b-heads"), ids, mel, al.info.token_ids["timestamp"]
+    ours, refs = [], []
+    for text in TEXTS.values():
+        units = split_units(text)
+        prefix, text_part = al.input_ids(n_audio, units)
+        ids = prefix + [al.info.token_ids["audio_pad"]] * n_audio + text_part
+        refs.append(
+            reference_aligner_classes(
+                reference(checkpoints, "aligner-0.6b-heads"), ids, mel, al.info.token_ids["timestamp"]
+            )
+        )
+        ours.append(al.slot_classes(audio, units))
+    ours_, ref = np.concatenate(ours), np.concatenate(refs)
+    agreement = (ours_ == ref).mean()
+    print(
+        f"{encoder} / {quant} slot agreement: {agreement:.3f} of {ref.size} slots, {len(set(ref.tolist()))} classes"
     )
-    agreement = (al.slot_classes(audio, units) == ref).mean()
-    print(f"{quant} slot agreement: {agreement:.3f}")
+    assert len(set(ref.tolist())) >= ref.size // 3
     assert agreement >= bar
 
 
