@@ -64,8 +64,10 @@ def _primitive_period(pattern: list[int]) -> int:
 def loop_start(tokens: list[int], max_pattern: int = 24) -> int | None:
     """Where a runaway repetition at the end of `tokens` begins (after its first copy), else None.
 
-    A pattern of p tokens counts as a loop when it repeats max(4, 32 // p) times in a row at the tail:
-    32 copies of one token, 16 of two, 4 of eight or more. The cut keeps one copy of the shortest period.
+    A run of p tokens (p up to `max_pattern`) counts as a loop when it repeats max(4, 32 // p) times in a row
+    at the tail. A shorter pattern repeated is also a longer one repeated (one token 28 times is a 7-token run
+    4 times), so a pattern of one token is caught after 28 copies, two tokens 15, three 10, four 8, five 6,
+    six 5, seven or more 4. The cut keeps one copy of the shortest period.
     """
     n = len(tokens)
     for p in range(1, max_pattern + 1):
@@ -75,10 +77,6 @@ def loop_start(tokens: list[int], max_pattern: int = 24) -> int | None:
         if tokens[n - p * need :] != tokens[n - p :] * need:
             continue
         q = _primitive_period(tokens[n - p :])
-        if (
-            q != p
-        ):  # a repeat of a shorter pattern: it needs that pattern's count (28 x one token is not 4 x 7)
-            continue
         pattern = tokens[n - q :]
         copies = 1
         while copies * q + q <= n and tokens[n - (copies + 1) * q : n - copies * q] == pattern:

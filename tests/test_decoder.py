@@ -241,21 +241,27 @@ def test_repetition_guard_retries_and_never_adds_a_marker(tiny_checkpoint, tmp_p
 
 
 def test_loop_detection_rules():
-    assert loop_start([5] * 31) is None
-    assert loop_start([5] * 32) == 1
+    assert loop_start([5] * 27) is None
+    assert loop_start([5] * 28) == 1
     assert loop_start([1, 2, 3] * 3) is None
     assert loop_start([9, 9] + [1, 2, 3, 4, 5, 6, 7, 8] * 4) == 10
     assert loop_start(list(range(100))) is None
 
 
-@pytest.mark.parametrize("period", [1, 2, 3, 5, 7, 8, 13, 24])
+# Copies of a pattern of p tokens that make a loop (README): max(4, 32 // m) for the best multiple m of p.
+LOOP_COPIES = {1: 28, 2: 15, 3: 10, 4: 8, 5: 6, 6: 5, 7: 4, 8: 4, 13: 4, 24: 4}
+
+
+@pytest.mark.parametrize("period", list(LOOP_COPIES))
 def test_a_pattern_loops_at_exactly_the_readme_count(period):
-    """README: one token 32 times, a two-token pattern 16 times, ... a pattern of 8 or more tokens 4 times:
-    max(4, 32 // p) copies of a pattern of p tokens, after any prefix; one copy fewer is not a loop."""
+    """README: a pattern of one token loops after 28 copies, two tokens 15, three 10, four 8, five 6, six 5,
+    seven or more 4 (a run of p tokens repeated max(4, 32 // p) times, where a short pattern repeated is also a
+    longer run repeated); one copy fewer is not a loop, after any prefix."""
     rng = np.random.default_rng(period)
     prefix = [int(t) for t in rng.permutation(np.arange(1000, 1100))[:20]]
     pattern = [int(t) for t in rng.permutation(np.arange(1, 100))[:period]]  # distinct: primitive
-    need = max(4, 32 // period)
+    need = LOOP_COPIES[period]
+    assert need == min(max(4, 32 // (k * period)) * k for k in range(1, 24 // period + 1))
     assert loop_start(prefix + pattern * (need - 1)) is None
     assert loop_start(prefix + pattern * need) == len(prefix) + period  # the first copy is kept
     if period > 1:  # one token into the next copy: the loop is the rotated pattern, from one token later
