@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 class Mpv:
-    def __init__(self, sock: Path, *args: str, env: dict | None = None):
+    def __init__(self, sock: Path, *args: str, env: dict | None = None, stdin=subprocess.DEVNULL):
         self.sock_path = sock
         self.proc = subprocess.Popen(
             [
@@ -25,6 +25,7 @@ class Mpv:
                 f"--input-ipc-server={sock}",
                 *args,
             ],
+            stdin=stdin,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,

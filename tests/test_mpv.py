@@ -131,10 +131,94 @@ def test_a_direct_url_is_transcribed_with_the_headers_mpv_sends(models, video, t
     assert all(r.get("user-agent") == "Viewer/1.0" and r.get("cookie") == "session=42" for r in server.seen)
 
 
+FAKE_YT_DLP = """#!{python}
+# A stand-in for yt-dlp as mpv's ytdl hook runs it (`yt-dlp --no-warnings -J ... -- URL`): a site whose video
+# and two audio formats are separate files on the local server, as YouTube serves DASH formats.
+import json, sys
+base = {base!r}
+def audio(fid, name, abr):
+    return {{"format_id": fid, "url": f"{{base}}/{{name}}", "ext": "m4a", "acodec": "mp4a.40.2", "vcodec": "none",
+            "asr": 16000, "abr": abr, "tbr": abr, "protocol": "http", "http_headers": headers}}
+headers = {{"User-Agent": "SiteAgent/2.0", "Referer": "https://site.example/watch"}}
+video = {{"format_id": "v", "url": f"{{base}}/video.mp4", "ext": "mp4", "vcodec": "mp4v.20.3", "acodec": "none",
+         "width": 160, "height": 120, "fps": 10, "vbr": 100, "tbr": 100, "protocol": "http", "http_headers": headers}}
+formats = [audio("a-dub", "dub.m4a", 32), audio("a-main", "main.m4a", 64), video]
+print(json.dumps({{"id": "abc", "title": "A talk", "duration": 8, "webpage_url": sys.argv[-1],
+                  "extractor": "fake", "formats": formats, "requested_formats": [video, formats[1]],
+                  "http_headers": headers}}))
+"""
+
+
+@pytest.mark.parametrize("all_formats", [False, True], ids=["requested formats", "all formats"])
+def test_a_site_through_yt_dlp_transcribes_the_audio_being_heard(tmp_path, all_formats):
+    """mpv's ytdl hook (player/lua/ytdl_hook.lua, add_single_video and formats_to_edl) resolves a site into an
+    EDL of separate formats: by default the requested bestvideo+bestaudio, opened whole; with all_formats
+    every format as a track of its own, opened when selected. The engine gets the URL of the audio format
+    playing, with the headers the site asked for (the hook sets them as user-agent and http-header-fields),
+    and switching the audio track starts again on the other format's URL."""
+    from tests.http_media import MediaServer
+    from tests.media import ffmpeg
+
+    served = tmp_path / "www"
+    served.mkdir()
+    for name, seed in (("main", 1), ("dub", 2)):
+        wav = write_wav(tmp_path / f"{name}.wav", speech_like(16_000 * 8, seed=seed))
+        ffmpeg("-i", str(wav), "-c:a", "aac", "-b:a", "64k", str(served / f"{name}.m4a"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=160x120:rate=10:duration=8",
+        "-c:v",
+        "mpeg4",
+        str(served / "video.mp4"),
+    )
+    command, log = fake_engine(tmp_path, "hang")
+    with MediaServer(served) as server:
+        ytdl = tmp_path / "yt-dlp"
+        ytdl.write_text(FAKE_YT_DLP.format(python=sys.executable, base=server.url))
+        ytdl.chmod(0o755)
+        mpv = Mpv(
+            tmp_path / "mpv.sock",
+            f"--script={script_path()}",
+            f"--script-opts=qwen3asr-command={command},qwen3asr-from_position=no,ytdl_hook-ytdl_path={ytdl},"
+            f"ytdl_hook-all_formats={'yes' if all_formats else 'no'}",
+        )
+        try:
+            mpv.command("loadfile", f"ytdl://{server.url}/watch?v=abc")
+            assert wait_for(lambda: mpv.get("duration"), 30, mpv), mpv.get("stream-open-filename")
+            assert mpv.get("stream-open-filename").startswith("edl://")
+            audio = [t for t in mpv.get("track-list") if t["type"] == "audio"]
+            assert len(audio) == (2 if all_formats else 1)
+            playing = mpv.get("current-tracks/audio/id")
+            mpv.command("script-message-to", "qwen3asr", "generate")
+            assert wait_for(lambda: runs(log), 20, mpv)
+            first = runs(log)[0]
+            # the best audio first (the hook lists formats best first): the site's requested one, main.m4a
+            heard = "main.m4a" if playing == audio[0]["id"] else "dub.m4a"
+            assert first[1] == f"{server.url}/{heard}" and "--audio-track" not in first
+            assert first[first.index("--user-agent") + 1] == "SiteAgent/2.0"
+            assert "Referer: https://site.example/watch" in first
+            if not all_formats:
+                return
+            other = next(t["id"] for t in audio if t["id"] != playing)
+            mpv.command("set", "aid", str(other))
+            assert wait_for(lambda: len(runs(log)) == 2, 20, mpv)
+            assert runs(log)[1][1] == f"{server.url}/{'dub.m4a' if heard == 'main.m4a' else 'main.m4a'}"
+        finally:
+            mpv.close()
+
+
 def test_pipes_are_refused_clearly(video, tmp_path):
-    mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", "--script-opts=qwen3asr-command=/bin/false")
+    mpv = Mpv(
+        tmp_path / "mpv.sock",
+        f"--script={script_path()}",
+        "--script-opts=qwen3asr-command=/bin/false",
+        stdin=subprocess.PIPE,  # open and silent: mpv keeps waiting for the stream (a closed one ends it at once)
+    )
     try:
-        mpv.command("loadfile", "-")  # standard input (here: nothing)
+        mpv.command("loadfile", "-")  # standard input
+        assert wait_for(lambda: mpv.get("path") == "-", 10, mpv)
         mpv.command("script-message-to", "qwen3asr", "generate")
         assert wait_for(lambda: mpv.messages("qwen3asr-refused"), 5, mpv)
         assert "standard input" in mpv.messages("qwen3asr-refused")[0][0]

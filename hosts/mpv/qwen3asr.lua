@@ -203,6 +203,137 @@ local function playing_audio(path)
     return path, n, current.id
 end
 
+-- mpv's EDL (DOCS/edl-mpv.rst; demux/demux_edl.c, parse_edl): entries split by ";" or newlines, parameters by
+-- ",", `name=value` or positional, any value either plain or `%N%` followed by exactly N bytes. Returns the
+-- streams ("!new_stream" starts one): each {url = its first segment's file, types = {audio = true, ...}} from
+-- its "!delay_open,media_type=..." headers (ytdl_hook writes one per track a format holds).
+local function edl_streams(text)
+    local streams = {{types = {}}}
+    local i, n = 1, #text
+    while i <= n do
+        local params, positional = {}, {}
+        repeat
+            local name = text:match("^([%w_]+)=", i)
+            if name then
+                i = i + #name + 1
+            end
+            local value
+            local length = text:match("^%%(%d+)%%", i)
+            if length then
+                local from = i + #length + 2
+                value, i = text:sub(from, from + tonumber(length) - 1), from + tonumber(length)
+            else
+                local stop = text:find("[,;\n]", i) or (n + 1)
+                value, i = text:sub(i, stop - 1), stop
+            end
+            if name then
+                params[name] = value
+            else
+                table.insert(positional, value)
+            end
+            local sep = text:sub(i, i)
+            i = i + 1
+        until sep ~= ","
+        local head = positional[1] or ""
+        local current = streams[#streams]
+        if head == "!new_stream" then
+            if current.url or next(current.types) then
+                table.insert(streams, {types = {}})
+            end
+        elseif head == "!delay_open" then
+            current.types[params.media_type or ""] = true
+        elseif head ~= "" and head:sub(1, 1) ~= "!" and not current.url then
+            current.url = params.file or head
+        elseif params.file and not current.url then
+            current.url = params.file
+        end
+    end
+    local out = {}
+    for _, stream in ipairs(streams) do
+        if stream.url then
+            table.insert(out, stream)
+        end
+    end
+    return out
+end
+
+-- What a site played through mpv's ytdl hook (yt-dlp) resolved to: the URL of the audio the viewer hears, or
+-- nil and why. The hook leaves the resolved media in stream-open-filename:
+-- one URL for a muxed format, or an EDL of separate formats (each one track, opened when selected).
+local function resolved_audio(opened)
+    if not opened:find("^edl://") then
+        if opened:find("^https?://") then
+            return opened
+        end
+        return nil, "this site's stream is not a URL the engine can read"
+    end
+    local streams = edl_streams(opened:sub(7))
+    local current = mp.get_property_native("current-tracks/audio")
+    if not current then
+        return nil, "no audio track is playing"
+    end
+    local typed = false
+    for _, stream in ipairs(streams) do
+        typed = typed or next(stream.types) ~= nil
+    end
+    local chosen
+    if typed then
+        -- ytdl_hook's all_formats: every format a stream of its own whose headers say what tracks it holds,
+        -- in the order mpv lists the tracks, so the k-th audio track is the k-th stream holding audio.
+        local k = 0
+        for _, track in ipairs(tracks("audio")) do
+            if not track.external then
+                k = k + 1
+                if track.id == current.id then
+                    break
+                end
+            end
+        end
+        for _, stream in ipairs(streams) do
+            if stream.types.audio then
+                k = k - 1
+                if k == 0 then
+                    chosen = stream
+                    break
+                end
+            end
+        end
+    else
+        -- The requested formats (bestvideo+bestaudio), opened whole and untyped: when each holds one track,
+        -- the tracks' ff-index (their place in mpv's joined timeline) is the stream's place in the EDL.
+        local own = {}
+        for _, track in ipairs(mp.get_property_native("track-list") or {}) do
+            if not track.external and (track.type == "audio" or track.type == "video") then
+                table.insert(own, track)
+            end
+        end
+        if #own == #streams then
+            table.sort(own, function(a, b) return (a["ff-index"] or 0) < (b["ff-index"] or 0) end)
+            for i, track in ipairs(own) do
+                if track.type == "audio" and track.id == current.id then
+                    chosen = streams[i]
+                end
+            end
+        end
+    end
+    if chosen then
+        if chosen.url:find("^edl://") or not chosen.url:find("^%a[%w+.-]*://") then
+            return nil, "this site sends its audio in fragments; not supported yet"
+        end
+        return chosen.url
+    end
+    return nil, "no audio stream found in what yt-dlp resolved"
+end
+
+-- The name the engine gives outputs for a URL (media.source_stem): the last part of its path, unquoted,
+-- without its extension; "stream" when the path has none.
+local function url_stem(url)
+    local path = url:gsub("^%a[%w+.-]*://[^/]*", ""):gsub("[?#].*$", "")
+    local last = (path:match("([^/]*)$") or ""):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+    local stem = last:match("^(.+)%.[^%.]*$") or last
+    return stem ~= "" and stem or "stream"
+end
+
 local function refuse(why)
     osd(why, 6)
     mp.commandv("script-message", "qwen3asr-refused", why)
@@ -223,18 +354,24 @@ local function generate(at)
         mp.commandv("script-message", "qwen3asr-done", state.output)
         return
     end
-    local network = {}
+    local network, resolved = {}, false
     if path == "-" or path:find("^fd://") then
         refuse("pipes and standard input are not supported yet; play a file or a URL")
         return
     elseif path:find("^file://") then
         path = path:gsub("^file://", ""):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
     elseif path:find("^%a[%w+.-]*://") then
-        if (mp.get_property("stream-open-filename") or path) ~= path then
-            refuse("sites played through yt-dlp are not supported yet; direct media URLs are")
-            return
+        local opened = mp.get_property("stream-open-filename") or path
+        if opened ~= path then  -- a site resolved by the ytdl hook (path is its page, "ytdl://..." or http)
+            local url, why = resolved_audio(opened)
+            if not url then
+                refuse(why)
+                return
+            end
+            path, resolved = url, true
         end
-        -- The engine's ffmpeg opens the URL itself, with the headers mpv sends (user-agent, http-header-fields).
+        -- The engine's ffmpeg opens the URL itself, with the headers mpv sends (user-agent, http-header-fields,
+        -- which the ytdl hook sets from what the site wants).
         local agent = mp.get_property("user-agent") or ""
         if agent ~= "" then
             network = {"--user-agent", agent}
@@ -248,6 +385,9 @@ local function generate(at)
         path = utils.join_path(mp.get_property("working-directory") or "", path)
     end
     local source, track, audio_id = playing_audio(path)
+    if resolved then
+        track = 0  -- the playing format's own URL: its only audio stream
+    end
     local out_dir = o.out_dir
     if out_dir == "" then
         if not state.temp_dir then
@@ -257,7 +397,8 @@ local function generate(at)
         out_dir = state.temp_dir
     end
     local _, name = utils.split_path(source)
-    state.resume_file = utils.join_path(out_dir, (name:match("^(.+)%.[^%.]*$") or name) .. ".resume.json")
+    local stem = source:find("^%a[%w+.-]*://") and url_stem(source) or (name:match("^(.+)%.[^%.]*$") or name)
+    state.resume_file = utils.join_path(out_dir, stem .. ".resume.json")
     -- --resume: a restart after a seek keeps what is done (the engine's STEM.resume.json in out_dir)
     local args = {o.command, "transcribe", source, "--json-progress", "--progressive", "--resume",
                   "--format", o.format, "--output-dir", out_dir}
