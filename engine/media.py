@@ -12,7 +12,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,8 +45,74 @@ def _network(source) -> dict[str, str]:
     return dict(NETWORK) if is_url(str(source)) else {}
 
 
+# A site's page (YouTube and the like) that ffmpeg cannot read, as yt-dlp resolved it: the page URL ->
+# (its title, the media URL of the best audio, ffmpeg's network options for it from the site's headers).
+SITES: dict[str, tuple[str, str, dict[str, str]]] = {}
+
+
+def _opened(source) -> tuple[str, dict[str, str]]:
+    """What ffmpeg opens for `source`, and with which network options."""
+    if str(source) in SITES:
+        _, url, network = SITES[str(source)]
+        return url, network
+    return str(source), _network(source)
+
+
+_UNRESOLVED: dict[str, str] = {}  # page URL -> why neither ffmpeg nor yt-dlp could read it (asked once)
+
+
+def resolve_site(url: str, ffmpeg_said: str = "") -> tuple[str, str, dict[str, str]]:
+    """A page URL through yt-dlp (`yt-dlp -J -f bestaudio/best`, the format mpv asks for when video is off):
+    its title, the media URL of its best audio and the headers the site wants for it. AudioError when
+    yt-dlp is not installed or cannot resolve it (`ffmpeg_said`: why ffmpeg could not read the URL)."""
+    import json
+
+    exe = shutil.which("yt-dlp")
+    if exe is None:
+        raise AudioError(
+            f"{url}: not a media file ffmpeg can read{f' ({ffmpeg_said})' if ffmpeg_said else ''}; if it is a "
+            "site's page (YouTube and the like), install yt-dlp (pip install yt-dlp)"
+        )
+    try:
+        run = subprocess.run(
+            [exe, "--no-warnings", "--no-playlist", "-J", "-f", "bestaudio/best", "--", url],
+            capture_output=True,
+            timeout=300,
+        )
+    except subprocess.TimeoutExpired:
+        raise AudioError(f"{url}: yt-dlp did not answer within 5 minutes") from None
+    said = run.stderr.decode("utf-8", "replace").strip().splitlines()
+    try:
+        info = json.loads(run.stdout) if run.returncode == 0 else None
+    except ValueError:
+        info = None
+    if not isinstance(info, dict):
+        raise AudioError(f"{url}: yt-dlp could not resolve it ({said[-1] if said else 'no answer'})")
+    chosen = info
+    for fmt in info.get("requested_formats") or ():
+        if fmt.get("acodec") not in (None, "none"):
+            chosen = fmt
+            break
+    media = chosen.get("url")
+    if not isinstance(media, str) or not is_url(media):
+        raise AudioError(f"{url}: yt-dlp found no audio URL ffmpeg can open")
+    headers = dict(chosen.get("http_headers") or info.get("http_headers") or {})
+    network: dict[str, str] = {}
+    agent = headers.pop("User-Agent", None)
+    if agent:
+        network["user_agent"] = agent
+    if headers:
+        network["headers"] = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    title = str(info.get("title") or "").strip()
+    return title, media, network
+
+
 def source_stem(source) -> str:
-    """The name outputs take: a file's stem, or the last part of a URL's path (`stream` when it has none)."""
+    """The name outputs take: a file's stem; for a site's page the title yt-dlp gave (made safe for file
+    names); else the last part of a URL's path (`stream` when it has none)."""
+    if str(source) in SITES and SITES[str(source)][0]:
+        name = re.sub(r'[\\/:*?"<>|\x00-\x1f\s]+', " ", SITES[str(source)][0]).strip(" .")
+        return name[:120] or "stream"
     if is_url(str(source)):
         from urllib.parse import unquote, urlparse
 
@@ -96,7 +162,23 @@ def probe(path: Path | str) -> MediaInfo:
     Several layers ask about the same file (batch, API, decoder, ffmpeg host); the answer is cached per
     path, size and modification time, so ffmpeg runs once per file (a URL once per process)."""
     if is_url(str(path)):
-        return _probe(str(path), -1, 0, tuple(sorted(NETWORK.items())))
+        url = str(path)
+        if url in _UNRESOLVED:
+            raise AudioError(_UNRESOLVED[url])
+        if url not in SITES:
+            try:
+                return _probe(url, -1, 0, tuple(sorted(NETWORK.items())))
+            except AudioError as exc:
+                if not url.lower().startswith(("http://", "https://")):
+                    raise
+                said = str(exc).rsplit("(", 1)[-1].rstrip(")") if "(" in str(exc) else ""
+                try:
+                    SITES[url] = resolve_site(url, said)  # a page: what yt-dlp finds there
+                except AudioError as failed:
+                    _UNRESOLVED[url] = str(failed)
+                    raise
+        media, network = _opened(url)
+        return replace(_probe(media, -1, 0, tuple(sorted(network.items()))), path=url)
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
@@ -145,7 +227,8 @@ def decode_command(
         window["ss"] = f"{start_seconds:.3f}"
     if duration_seconds is not None:
         window["t"] = f"{duration_seconds:.3f}"
-    stream = ffmpeg.input(str(path), **window, **_network(path))[f"a:{audio_track}"]
+    source, network = _opened(path)
+    stream = ffmpeg.input(source, **window, **network)[f"a:{audio_track}"]
     out = ffmpeg.output(stream, "pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=SAMPLE_RATE)
     return [ffmpeg_exe(), *out.global_args("-nostdin", "-hide_banner", "-loglevel", "error").compile()[1:]]
 

@@ -3,6 +3,7 @@ progress for people and for hosts. Each file goes through the runner (runner.Tra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from .engine.errors import Qwen3ASRError
 from .engine.files import write_atomic
-from .engine.media import is_url, source_stem
+from .engine.media import is_url, probe, source_stem
 from .engine.records import Segment, Word
 from .engine.writers import render
 from .runner import Resume, RunOptions, Transcription
@@ -387,6 +388,9 @@ def transcribe_files(engine, inputs: list[Path], options: BatchOptions, reporter
         reporter = SharedReporter(reporter, len(inputs))
 
     def one(index: int, path) -> None:
+        if is_url(str(path)):  # a site's page resolved by yt-dlp names its outputs by its title
+            with contextlib.suppress(Qwen3ASRError):
+                probe(path)
         targets = output_paths(path, options.formats, options.output_dir)
         fmt, progressive = next(iter(targets.items()))
         created = options.progressive and not progressive.exists()

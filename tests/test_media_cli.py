@@ -19,7 +19,7 @@ from tests.parity import speech_like
 QWEN3ASR = str(Path(sys.executable).parent / "qwen3asr")
 
 
-def transcribe(models, *args: str) -> subprocess.CompletedProcess:
+def transcribe(models, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [
         QWEN3ASR,
         "transcribe",
@@ -31,7 +31,7 @@ def transcribe(models, *args: str) -> subprocess.CompletedProcess:
         "cpu",
         *args,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -282,3 +282,56 @@ def test_a_url_without_an_output_folder_lands_in_the_current_one(models, tmp_pat
         )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "clip.srt").is_file() and not (tmp_path / "http:").exists()
+
+
+FAKE_YT_DLP = """#!{python}
+# yt-dlp as the engine runs it (`yt-dlp --no-warnings --no-playlist -J -f bestaudio/best -- URL`): the page
+# resolves to an audio file on the local server, which wants the site's own headers.
+import json, sys
+assert sys.argv[1:6] == ["--no-warnings", "--no-playlist", "-J", "-f", "bestaudio/best"], sys.argv
+if "missing" in sys.argv[-1]:
+    sys.stderr.write("ERROR: [generic] Unsupported URL: " + sys.argv[-1] + "\\n")
+    sys.exit(1)
+print(json.dumps({{"id": "abc", "title": "A talk: part 1/2", "webpage_url": sys.argv[-1], "format_id": "140",
+                  "url": {media!r}, "acodec": "mp4a.40.2", "vcodec": "none", "ext": "m4a",
+                  "http_headers": {{"User-Agent": "SiteAgent/2.0", "Referer": "https://site.example/"}}}}))
+"""
+
+
+def test_a_sites_page_is_transcribed_through_yt_dlp(models, tmp_path):
+    """A page ffmpeg cannot read (YouTube and the like): yt-dlp, when installed, resolves it to the best audio;
+    ffmpeg reads that with the headers the site wants, and the outputs take the page's title. Without
+    yt-dlp, or when it cannot resolve the page, one line says why and what to install."""
+    import os
+
+    from tests.http_media import MediaServer
+    from tests.media import ffmpeg
+
+    served = tmp_path / "www"
+    served.mkdir()
+    wav = write_wav(tmp_path / "a.wav", speech_like(16_000 * 12, seed=9))
+    ffmpeg("-i", str(wav), "-c:a", "aac", "-b:a", "64k", str(served / "talk.m4a"))
+    (served / "watch.html").write_text("<html>a video page</html>")
+    out = tmp_path / "out"
+    with MediaServer(served) as server:
+        page = f"{server.url}/watch.html?v=abc"
+        bare = transcribe(models, page, "-o", str(out))
+        assert bare.returncode == 1 and "install yt-dlp" in bare.stderr and "watch.html" in bare.stderr
+        assert "Traceback" not in bare.stderr
+        assert not out.exists() or not any(out.iterdir())
+        tools = tmp_path / "bin"
+        tools.mkdir()
+        ytdl = tools / "yt-dlp"
+        ytdl.write_text(FAKE_YT_DLP.format(python=sys.executable, media=f"{server.url}/talk.m4a"))
+        ytdl.chmod(0o755)
+        env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"}
+        server.seen.clear()
+        run = transcribe(models, page, f"{server.url}/missing.html", "-o", str(out), env=env)
+    assert run.returncode == 1, run.stderr  # the second input fails, the first is done
+    assert "missing.html: yt-dlp could not resolve it (ERROR: [generic] Unsupported URL" in run.stderr
+    cues = pysubs2.load(str(out / "A talk part 1 2.srt"))  # named by the page's title
+    assert cues and cues[-1].end > 8_000
+    media = [r for r in server.seen if r["path"] == "/talk.m4a"]
+    assert media and all(
+        r.get("user-agent") == "SiteAgent/2.0" and r.get("referer") == "https://site.example/" for r in media
+    )
