@@ -45,6 +45,24 @@ def _network(source) -> dict[str, str]:
     return dict(NETWORK) if is_url(str(source)) else {}
 
 
+# Files still being written (a live stream a player records, a download in progress): read on at their end
+# until nothing new arrives for this many seconds (ffmpeg's file protocol: follow=1 with rw_timeout).
+FOLLOW: dict[str, float] = {}
+
+
+def set_follow(seconds: float | None) -> None:
+    """Follow growing input files, giving up after `seconds` without new data (None: read to the end)."""
+    FOLLOW.clear()
+    if seconds:
+        FOLLOW["seconds"] = float(seconds)
+
+
+def _follow(source) -> dict[str, str]:
+    if not FOLLOW or is_url(str(source)):
+        return {}
+    return {"follow": "1", "rw_timeout": str(int(FOLLOW["seconds"] * 1_000_000))}
+
+
 # A site's page (YouTube and the like) that ffmpeg cannot read, as yt-dlp resolved it: the page URL ->
 # (its title, the media URL of the best audio, ffmpeg's network options for it from the site's headers).
 SITES: dict[str, tuple[str, str, dict[str, str]]] = {}
@@ -148,9 +166,11 @@ class MediaInfo:
     subtitle_streams: int = 0
     # (index, kind, codec) of every stream, e.g. (2, "Subtitle", "subrip")
     streams: tuple[tuple[int, str, str], ...] = ()
+    start: float = 0.0  # the container's first timestamp (MPEG-TS and HLS start at 1.4 s, say)
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_START = re.compile(r"Duration: [^\n]*?, start: (-?\d+(?:\.\d+)?)")
 _STREAM = re.compile(
     r"Stream #\d+:(\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (Audio|Video|Subtitle|Data|Attachment)(?:: (\w+))?"
 )
@@ -185,7 +205,9 @@ def probe(path: Path | str) -> MediaInfo:
     if path.is_dir():
         raise AudioError(f"{path}: is a folder; give an audio or video file")
     stat = path.stat()
-    return _probe(path, stat.st_size, stat.st_mtime_ns)
+    info = _probe(path, stat.st_size, stat.st_mtime_ns)
+    # A file still growing has no length yet: what its header or size says now is only where it is so far.
+    return replace(info, duration=None) if FOLLOW else info
 
 
 @lru_cache(maxsize=64)
@@ -207,8 +229,15 @@ def _probe(path: Path | str, size: int, mtime_ns: int, network: tuple = ()) -> M
     if match:
         h, m, s = match.groups()
         duration = int(h) * 3600 + int(m) * 60 + float(s)
+    start = _START.search(report)
     return MediaInfo(
-        path, duration, kinds.count("Audio"), kinds.count("Video"), kinds.count("Subtitle"), streams
+        path,
+        duration,
+        kinds.count("Audio"),
+        kinds.count("Video"),
+        kinds.count("Subtitle"),
+        streams,
+        float(start.group(1)) if start else 0.0,
     )
 
 
@@ -225,12 +254,26 @@ def decode_command(
     window = {}
     if start_seconds:
         window["ss"] = f"{start_seconds:.3f}"
-    if duration_seconds is not None:
-        window["t"] = f"{duration_seconds:.3f}"
     source, network = _opened(path)
-    stream = ffmpeg.input(source, **window, **network)[f"a:{audio_track}"]
+    if FOLLOW and not is_url(source):
+        source = f"file:{Path(source).resolve()}"  # the file protocol's follow option; an absolute path
+    stream = ffmpeg.input(source, **window, **network, **_follow(path))[f"a:{audio_track}"]
+    copyts = []
+    if start_seconds or duration_seconds is not None:
+        # The seek lands at or before the point (exactly for most files; at a segment's start for HLS, up to
+        # a segment early), so the window is cut by the audio's own timestamps, kept as they are (-copyts):
+        # the container's start plus the wanted seconds.
+        origin = probe(path).start + (start_seconds or 0.0)
+        trim = {"start": f"{origin:.6f}"}
+        if duration_seconds is not None:
+            trim["end"] = f"{origin + duration_seconds:.6f}"
+        stream = stream.filter("atrim", **trim)
+        copyts = ["-copyts"]
     out = ffmpeg.output(stream, "pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=SAMPLE_RATE)
-    return [ffmpeg_exe(), *out.global_args("-nostdin", "-hide_banner", "-loglevel", "error").compile()[1:]]
+    return [
+        ffmpeg_exe(),
+        *out.global_args("-nostdin", "-hide_banner", "-loglevel", "error", *copyts).compile()[1:],
+    ]
 
 
 def read_blocks(

@@ -54,6 +54,10 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
         from .engine.media import set_network_options
 
         set_network_options(args.user_agent, args.http_header or ())
+    if args.follow:
+        from .engine.media import set_follow
+
+        set_follow(args.follow)
     inputs = collect_inputs(args.inputs)  # before the model loads: an empty folder is said at once
     if not inputs:
         raise Qwen3ASRError(
@@ -293,6 +297,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="rewrite the (first) output after every segment, atomically, for players",
     )
     p.add_argument("--start", type=float, help="begin at this many seconds, then transcribe the beginning")
+    p.add_argument(
+        "--follow",
+        type=float,
+        nargs="?",
+        const=10.0,
+        metavar="SECONDS",
+        help="inputs are files still being written (a recording of a live stream): read on at their end until "
+        "nothing new arrives for SECONDS (default 10)",
+    )
     p.add_argument("--user-agent", help="User-Agent for http(s) inputs (a player passes its own)")
     p.add_argument(
         "--http-header",

@@ -234,7 +234,11 @@ def test_resume_goes_on_from_where_a_killed_run_stopped(models, tmp_path):
     cues = pysubs2.load(str(out / "talk.srt"))
     assert cues[0].start < 10_000 and cues[-1].end > 70_000
     final = json.loads((out / "talk.json").read_text(encoding="utf-8"))["segments"]
-    assert {(t, text) for t, text in kept} <= {(s["start"], s["text"]) for s in final}  # kept as they were
+    from qwen3asr_plugin.engine.writers import clean  # the json writer drops control characters
+
+    assert {(t, clean(text)) for t, text in kept} <= {
+        (s["start"], s["text"]) for s in final
+    }  # kept as they were
     assert not (out / "talk.resume.json").exists()  # done: nothing left to resume
 
 
@@ -335,3 +339,91 @@ def test_a_sites_page_is_transcribed_through_yt_dlp(models, tmp_path):
     assert media and all(
         r.get("user-agent") == "SiteAgent/2.0" and r.get("referer") == "https://site.example/" for r in media
     )
+
+
+def test_a_growing_file_is_followed_to_its_end(models, tmp_path):
+    """--follow: a file still being written (as a player records a live stream) is read on at its end; the
+    transcript covers what arrived while it ran, not only what was there when it started."""
+    import threading
+    import time
+
+    from tests.media import ffmpeg
+
+    wav = write_wav(tmp_path / "a.wav", speech_like(16_000 * 30, seed=10))
+    whole = tmp_path / "whole.ts"
+    ffmpeg("-i", str(wav), "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", str(whole))
+    data = whole.read_bytes()
+    live = tmp_path / "live ü.ts"
+    live.write_bytes(data[: len(data) // 5])  # the first 6 s are there when the engine starts
+
+    def record() -> None:  # the rest arrives over about 4 s, as a recording grows
+        time.sleep(1.0)
+        with live.open("ab") as f:
+            for at in range(len(data) // 5, len(data), len(data) // 16):
+                f.write(data[at : at + len(data) // 16])
+                f.flush()
+                time.sleep(0.25)
+
+    writer = threading.Thread(target=record)
+    writer.start()
+    try:
+        run = transcribe(
+            models,
+            str(live),
+            "--follow",
+            "3",
+            "-o",
+            str(tmp_path / "out"),
+            "-f",
+            "srt,json",
+            "--json-progress",
+        )
+    finally:
+        writer.join()
+    assert run.returncode == 0, run.stderr
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    # its length is unknown while it grows (what ffmpeg estimates from the first 6 s would be wrong)
+    assert [e["duration"] for e in events if e["event"] == "file"] == [None]
+    assert live.read_bytes() == data  # the recording was complete before the engine gave up waiting
+    transcript = json.loads((tmp_path / "out" / "live ü.json").read_text(encoding="utf-8"))
+    assert transcript["duration"] == pytest.approx(30.0, abs=0.5)
+    assert pysubs2.load(str(tmp_path / "out" / "live ü.srt"))[-1].end > 24_000
+
+
+def test_an_hls_playlist_is_transcribed(models, tmp_path):
+    """HLS, as streaming sites and live TV serve video: a playlist of segments made with ffmpeg's hls muxer,
+    read over HTTP from the playlist's URL, transcribed from --start and then from the beginning."""
+    from tests.http_media import MediaServer
+    from tests.media import ffmpeg
+
+    wav = write_wav(tmp_path / "a.wav", speech_like(16_000 * 40, seed=12))
+    served = tmp_path / "www"
+    served.mkdir()
+    ffmpeg("-i", str(wav), "-c:a", "aac", "-b:a", "64k", "-f", "hls", "-hls_time", "4",
+           "-hls_playlist_type", "vod", str(served / "talk.m3u8"))  # fmt: skip
+    assert len(list(served.glob("*.ts"))) >= 8
+    out = tmp_path / "out"
+    with MediaServer(served) as server:
+        run = transcribe(
+            models,
+            f"{server.url}/talk.m3u8",
+            "--start",
+            "20",
+            "-o",
+            str(out),
+            "--json-progress",
+            "--no-align",
+            "-f",
+            "srt,json",
+        )  # fmt: skip (without word times a segment starts where its chunk does)
+    assert run.returncode == 0, run.stderr
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    starts = [e["start"] for e in events if e["event"] == "segment"]
+    assert starts[0] == pytest.approx(20.0) and min(starts) == 0.0  # from --start, then the beginning
+    # ffmpeg's seek into HLS lands at a segment's start, up to 4 s early here: the window is cut by the audio's
+    # timestamps, so both passes together are the stream's 40.06 s, nothing read twice
+    assert json.loads((out / "talk.json").read_text())["duration"] == pytest.approx(40.06, abs=0.05)
+    cues = pysubs2.load(str(out / "talk.srt"))
+    assert cues[0].start < 10_000 and cues[-1].end > 34_000
+    fetched = {r["path"] for r in server.seen}
+    assert "/talk.m3u8" in fetched and sum(p.endswith(".ts") for p in fetched) >= 8
