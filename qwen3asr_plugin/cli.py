@@ -49,7 +49,10 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
     for fmt in formats:
         if fmt not in writers:
             raise Qwen3ASRError(f"unknown output format {fmt!r}; choose from {', '.join(writers)} or all")
-    run = options.run_options(args, start_seconds=args.start)  # reads --replace before any model loads
+    if args.time_offset and args.resume:
+        raise Qwen3ASRError("--time-offset and --resume do not go together; choose one")
+    # reads --replace before any model loads
+    run = options.run_options(args, start_seconds=args.start, time_offset=args.time_offset or 0.0)
     if args.user_agent or args.http_header:
         from .engine.media import set_network_options
 
@@ -305,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="inputs are files still being written (a recording of a live stream): read on at their end until "
         "nothing new arrives for SECONDS (default 10)",
+    )
+    p.add_argument(
+        "--time-offset",
+        type=float,
+        metavar="SECONDS",
+        help="add SECONDS to every time written (a recording that starts this far into what a player shows)",
     )
     p.add_argument("--user-agent", help="User-Agent for http(s) inputs (a player passes its own)")
     p.add_argument(

@@ -79,6 +79,22 @@ class RunOptions:
     cue_rules: Mapping[str, float | int | None] = field(default_factory=dict)  # CueRules overrides
     postprocess: Mapping[str, object] = field(default_factory=dict)  # postprocess hooks' `options`
     resume: Resume | None = None  # go on with a transcript; the run then tracks the ranges it has done
+    # added to every time (segments, words, cues): a recording that starts this far into what a player shows
+    time_offset: float = 0.0
+
+
+def shifted(segment: Segment, seconds: float) -> Segment:
+    """`segment` with its times and its words' times `seconds` later."""
+    if not seconds:
+        return segment
+    words = segment.words
+    if words is not None:
+        words = tuple(
+            replace(w, start=round(w.start + seconds, 3), end=round(w.end + seconds, 3)) for w in words
+        )
+    return replace(
+        segment, start=round(segment.start + seconds, 3), end=round(segment.end + seconds, 3), words=words
+    )
 
 
 def announced_duration(source: str) -> float | None:
@@ -197,6 +213,7 @@ class Transcription:
         self.info.duration = duration
 
     def _add(self, segment: Segment) -> Segment:
+        segment = shifted(segment, self.options.time_offset)
         segment = chain(
             "postprocess_segment", segment, language=segment.language, options=self.options.postprocess
         )
@@ -220,9 +237,12 @@ class Transcription:
         if self.info is None:  # not started
             return Transcript((), (), None, 0.0, self.source)
         segments = tuple(sorted(self.segments, key=lambda s: s.start))
-        cues = build_cues(timed_words(segments), duration=self.info.duration, **self.options.cue_rules)
+        duration = self.info.duration
+        if duration is not None:
+            duration += self.options.time_offset
+        cues = build_cues(timed_words(segments), duration=duration, **self.options.cue_rules)
         cues = chain("postprocess_cues", cues, language=self.info.language, options=self.options.postprocess)
-        return Transcript(segments, tuple(cues), self.info.language, self.info.duration, self.source)
+        return Transcript(segments, tuple(cues), self.info.language, duration, self.source)
 
     def finish(self, write: Callable[[Transcript], Iterable[str | os.PathLike]] | None = None) -> Transcript:
         """Run to the end and return the transcript; `write(transcript)` puts the outputs in place and returns

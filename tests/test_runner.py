@@ -566,3 +566,25 @@ def test_start_seconds_transcribes_from_there_then_the_beginning(models, tmp_pat
     assert [s.id for s in segments] == list(range(len(segments)))
     assert seen == sorted(seen) and seen[-1] == pytest.approx(50.0, abs=0.5)
     assert info.duration == pytest.approx(50.0, abs=0.1)
+
+
+def test_time_offset_moves_every_time(models, tmp_path):
+    """--time-offset: segments, words and cues all move by it (a recording that began partway into what a
+    player shows), and no cue is cut at the recording's own length."""
+    from qwen3asr_plugin.api import ASRModel
+
+    wav = tmp_path / "rec.wav"
+    wavfile.write(wav, 16_000, (speech_like(16_000 * 12, seed=4) * 32767).astype(np.int16))
+    model = ASRModel(models("tiny"), aligner=models("aligner-tiny"), device="cpu")
+    plain = transcribe_to_transcript(model, wav, RunOptions())
+    moved = transcribe_to_transcript(model, wav, RunOptions(time_offset=100.0))
+    assert plain.segments and len(moved.segments) == len(plain.segments)
+    for a, b in zip(plain.segments, moved.segments, strict=True):
+        assert (b.start, b.end) == (pytest.approx(a.start + 100), pytest.approx(a.end + 100))
+        assert [(w.start, w.end) for w in b.words] == [
+            (pytest.approx(w.start + 100), pytest.approx(w.end + 100)) for w in a.words
+        ]
+    assert [(c.start, c.end, c.text) for c in moved.cues] == [
+        (pytest.approx(c.start + 100), pytest.approx(c.end + 100), c.text) for c in plain.cues
+    ]
+    assert moved.duration == pytest.approx(plain.duration + 100)
