@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -209,19 +211,92 @@ def test_a_site_through_yt_dlp_transcribes_the_audio_being_heard(tmp_path, all_f
             mpv.close()
 
 
-def test_pipes_are_refused_clearly(video, tmp_path):
+def feed(mpv: Mpv, data: bytes, seconds: float = 0.0) -> threading.Thread:
+    """Write `data` into mpv's standard input from a thread over about `seconds`, then close it (a pipe that
+    ends)."""
+
+    def write() -> None:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            pieces = range(0, len(data), 16384)
+            for at in pieces:
+                mpv.proc.stdin.write(data[at : at + 16384])
+                mpv.proc.stdin.flush()
+                time.sleep(seconds / len(pieces))
+            mpv.proc.stdin.close()
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture(scope="module")
+def piped(tmp_path_factory) -> bytes:
+    """40 s of video with speech-like audio as an MPEG-TS stream, as a pipe would carry it (2 Mbit/s: mpv's
+    recorder writes in 256 KiB steps, about a second of it)."""
+    from tests.media import ffmpeg
+
+    folder = tmp_path_factory.mktemp("pipe")
+    wav = write_wav(folder / "a.wav", speech_like(16_000 * 40, seed=13))
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=25:duration=40", "-i", str(wav), "-c:v", "mpeg4",
+           "-b:v", "2M", "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", str(folder / "a.ts"))  # fmt: skip
+    return (folder / "a.ts").read_bytes()
+
+
+def test_a_pipe_is_transcribed_from_mpvs_recording_of_it(piped, tmp_path):
+    """Standard input cannot be read twice: the script has mpv record what it reads (dump-cache, continuous;
+    DOCS/man/input.rst) into the temporary folder, and the engine follows that growing file (--follow, no
+    --resume) with its times moved to where the recording began (--time-offset)."""
+    command, log = fake_engine(tmp_path, "hang")
     mpv = Mpv(
         tmp_path / "mpv.sock",
         f"--script={script_path()}",
-        "--script-opts=qwen3asr-command=/bin/false",
-        stdin=subprocess.PIPE,  # open and silent: mpv keeps waiting for the stream (a closed one ends it at once)
+        f"--script-opts=qwen3asr-command={command},qwen3asr-live_wait=4",
+        "--keep-open=yes",
+        stdin=subprocess.PIPE,
     )
     try:
-        mpv.command("loadfile", "-")  # standard input
-        assert wait_for(lambda: mpv.get("path") == "-", 10, mpv)
+        mpv.command("loadfile", "-")
+        writer = feed(mpv, piped, seconds=6.0)  # the pipe's data arrives over 6 s
+        assert wait_for(lambda: [t for t in mpv.get("track-list") or [] if t["type"] == "audio"], 20, mpv)
+        mpv.command("set", "pause", "no")
         mpv.command("script-message-to", "qwen3asr", "generate")
-        assert wait_for(lambda: mpv.messages("qwen3asr-refused"), 5, mpv)
-        assert "standard input" in mpv.messages("qwen3asr-refused")[0][0]
+        assert wait_for(lambda: runs(log), 20, mpv)
+        argv = runs(log)[0]
+        recording = Path(argv[1])
+        assert recording.name == "stream.mkv" and recording.parent.name.startswith("qwen3asr-mpv-")
+        assert argv[argv.index("--follow") + 1] == "4" and "--resume" not in argv and "--start" not in argv
+        assert float(argv[argv.index("--time-offset") + 1]) < 2.0  # from (about) where playback was
+        size = recording.stat().st_size
+        # it grows as mpv reads on (the recorder writes in 256 KiB steps, and all of it when the pipe ends)
+        assert wait_for(lambda: recording.stat().st_size > size, 20, mpv)
+        writer.join(30)
+    finally:
+        mpv.close()
+    assert not recording.exists() and not recording.parent.exists()  # the recording goes with mpv
+
+
+def test_a_pipe_gets_subtitles_with_the_engine(models, piped, tmp_path):
+    mpv = Mpv(
+        tmp_path / "mpv.sock",
+        f"--script={script_path()}",
+        f"--script-opts={tiny_engine_opts(models)},qwen3asr-live_wait=3",
+        "--keep-open=yes",
+        "--speed=8",
+        stdin=subprocess.PIPE,
+    )
+    try:
+        mpv.command("loadfile", "-")
+        writer = feed(mpv, piped)
+        assert wait_for(lambda: [t for t in mpv.get("track-list") or [] if t["type"] == "audio"], 20, mpv)
+        mpv.command("set", "pause", "no")
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: mpv.messages("qwen3asr-done"), 120, mpv), mpv.messages("qwen3asr-failed")
+        output = Path(mpv.messages("qwen3asr-done")[0][0])
+        cues = pysubs2.load(str(output))
+        assert output.name == "stream.srt" and cues and cues[-1].end > 30_000  # the whole 40 s pipe
+        sub = [t for t in mpv.get("track-list") if t["type"] == "sub"][0]
+        assert sub["selected"] and sub["external-filename"] == str(output)
+        writer.join(30)
     finally:
         mpv.close()
 

@@ -25,6 +25,7 @@ local o = {
     extra_args = "",        -- more arguments for `qwen3asr transcribe`, space separated
     verbose = false,        -- show the engine's JSON events on the terminal
     seek_lead = 1.0,        -- after a seek outside what is done, start this many seconds ahead of it
+    live_wait = 10,         -- a live stream or pipe: the engine stops when nothing new came for this long
 }
 options.read_options(o, "qwen3asr")
 
@@ -37,8 +38,9 @@ local function reset()
     -- job: the running subprocess; output: the subtitle file; sid: its track; error: the engine's last error;
     -- audio: the audio track id transcribed
     -- ranges: the {start, end} ranges transcribed (the engine's resume state); start: where the job began
+    -- dump, recording: mpv's dump of a live stream or pipe (its async command) and the file it grows
     state = {job = nil, output = nil, sid = nil, temp_dir = nil, done = false, error = nil, audio = nil,
-             ranges = {}, start = 0}
+             ranges = {}, start = 0, dump = nil, recording = nil, live = false, waiting = nil}
 end
 reset()
 
@@ -156,10 +158,24 @@ local function remove_folder(folder)
     end
 end
 
+local function make_folder(folder)  -- the engine makes its output folder; mpv's recorder needs one there first
+    local args = WINDOWS and {"cmd", "/d", "/c", "mkdir", folder} or {"mkdir", "-p", folder}
+    mp.command_native({name = "subprocess", args = args, playback_only = false,
+                       capture_stdout = true, capture_stderr = true})
+end
+
 local function stop_job()
+    if state.waiting then
+        state.waiting:kill()
+        state.waiting = nil
+    end
     if state.job then
         mp.abort_async_command(state.job)
         state.job = nil
+    end
+    if state.dump then
+        mp.abort_async_command(state.dump)
+        state.dump = nil
     end
 end
 
@@ -174,6 +190,9 @@ local function cleanup()
         end
         if state.resume_file then
             os.remove(state.resume_file)  -- left by a job stopped before the end
+        end
+        if state.recording then
+            os.remove(state.recording)
         end
         remove_folder(state.temp_dir)
     end
@@ -340,7 +359,7 @@ local function refuse(why)
 end
 
 local function generate(at)
-    if state.job then
+    if state.job or state.waiting then
         osd("already running", 2)
         return
     end
@@ -354,10 +373,9 @@ local function generate(at)
         mp.commandv("script-message", "qwen3asr-done", state.output)
         return
     end
-    local network, resolved = {}, false
+    local network, resolved, live = {}, false, false
     if path == "-" or path:find("^fd://") then
-        refuse("pipes and standard input are not supported yet; play a file or a URL")
-        return
+        live = true  -- a pipe: transcribed from mpv's own dump of what it reads
     elseif path:find("^file://") then
         path = path:gsub("^file://", ""):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
     elseif path:find("^%a[%w+.-]*://") then
@@ -370,6 +388,8 @@ local function generate(at)
             end
             path, resolved = url, true
         end
+        -- A stream without a length is live: transcribed from mpv's dump of what it receives.
+        live = mp.get_property_native("duration") == nil
         -- The engine's ffmpeg opens the URL itself, with the headers mpv sends (user-agent, http-header-fields,
         -- which the ytdl hook sets from what the site wants).
         local agent = mp.get_property("user-agent") or ""
@@ -381,7 +401,7 @@ local function generate(at)
             table.insert(network, field)
         end
     end
-    if not path:find("^%a[%w+.-]*://") then
+    if not live and not path:find("^%a[%w+.-]*://") then
         path = utils.join_path(mp.get_property("working-directory") or "", path)
     end
     local source, track, audio_id = playing_audio(path)
@@ -389,12 +409,32 @@ local function generate(at)
         track = 0  -- the playing format's own URL: its only audio stream
     end
     local out_dir = o.out_dir
+    if (out_dir == "" or live) and not state.temp_dir then
+        state.temp_dir = utils.join_path(temp_root(), string.format("qwen3asr-mpv-%d-%d",
+            utils.getpid(), math.floor(mp.get_time() * 1000)))
+    end
     if out_dir == "" then
-        if not state.temp_dir then
-            state.temp_dir = utils.join_path(temp_root(), string.format("qwen3asr-mpv-%d-%d",
-                utils.getpid(), math.floor(mp.get_time() * 1000)))
-        end
         out_dir = state.temp_dir
+    end
+    local offset = 0
+    if live then
+        -- mpv's dump-cache, continuous (DOCS/man/input.rst): what the cache holds from `offset`, then all
+        -- that arrives. The recorder starts the file's timestamps at 0 (common/recorder.c, check_restart), so
+        -- the engine adds `offset` back (--time-offset): from the start of the cache when it holds the present
+        -- (a network stream's), else from here (a pipe is not cached: what is played is gone).
+        offset = mp.get_property_number("time-pos") or 0
+        local cache = mp.get_property_native("demuxer-cache-state") or {}
+        for _, range in ipairs(cache["seekable-ranges"] or {}) do
+            if range.start <= offset and offset <= range["end"] then
+                offset = range.start
+            end
+        end
+        if not state.recording then
+            state.recording = utils.join_path(state.temp_dir, "stream.mkv")
+        end
+        os.remove(state.recording)
+        make_folder(state.temp_dir)
+        source = state.recording
     end
     local _, name = utils.split_path(source)
     local stem = source:find("^%a[%w+.-]*://") and url_stem(source) or (name:match("^(.+)%.[^%.]*$") or name)
@@ -402,6 +442,12 @@ local function generate(at)
     -- --resume: a restart after a seek keeps what is done (the engine's STEM.resume.json in out_dir)
     local args = {o.command, "transcribe", source, "--json-progress", "--progressive", "--resume",
                   "--format", o.format, "--output-dir", out_dir}
+    if live then  -- the recording grows as mpv receives the stream: follow it, with its times moved
+        args[6] = "--follow"
+        table.insert(args, 7, tostring(o.live_wait))
+        table.insert(args, "--time-offset")
+        table.insert(args, string.format("%.3f", offset))
+    end
     if state.temp_dir then
         table.insert(args, "--overwrite")  -- only ever our own folder; in out_dir, never replace a file
     end
@@ -411,7 +457,7 @@ local function generate(at)
     end
     local position = at or (o.from_position and mp.get_property_number("time-pos")) or 0
     state.start = position > 1 and position or 0
-    if position > 1 then
+    if position > 1 and not live then
         table.insert(args, "--start")
         table.insert(args, string.format("%.3f", position))
     end
@@ -427,30 +473,60 @@ local function generate(at)
     for word in o.extra_args:gmatch("%S+") do
         table.insert(args, word)
     end
-    osd("transcribing…", 2)
-    state.error, state.done, state.audio, state.transcribing = nil, false, audio_id, false
-    local job
-    job = mp.command_native_async({
-        name = "subprocess", args = args, playback_only = true,
-        capture_stdout = false, capture_stderr = true,
-    }, function(success, result, err)
-        if state.job ~= job then
-            return  -- an earlier job, stopped; this callback may run after the next one started
-        end
-        state.job = nil
-        if result and result.status ~= 0 and not result.killed_by_us then
-            local message = state.error
-            if not message or message == "" then
-                message = (result.stderr or ""):gsub("%s+$", ""):match("([^\n]*)$")
+    local function run_engine()
+        osd("transcribing…", 2)
+        state.error, state.done, state.audio, state.transcribing = nil, false, audio_id, false
+        local job
+        job = mp.command_native_async({
+            name = "subprocess", args = args, playback_only = true,
+            capture_stdout = false, capture_stderr = true,
+        }, function(success, result, err)
+            if state.job ~= job then
+                return  -- an earlier job, stopped; this callback may run after the next one started
             end
-            if not message or message == "" then
-                message = err or result.error_string or "failed"
+            state.job = nil
+            if result and result.status ~= 0 and not result.killed_by_us then
+                local message = state.error
+                if not message or message == "" then
+                    message = (result.stderr or ""):gsub("%s+$", ""):match("([^\n]*)$")
+                end
+                if not message or message == "" then
+                    message = err or result.error_string or "failed"
+                end
+                osd("failed: " .. message, 8)
+                mp.commandv("script-message", "qwen3asr-failed", message)
             end
-            osd("failed: " .. message, 8)
-            mp.commandv("script-message", "qwen3asr-failed", message)
+        end)
+        state.job = job
+    end
+    if not live then
+        run_engine()
+        return
+    end
+    state.live = true
+    state.dump = mp.command_native_async({name = "dump-cache", start = string.format("%.3f", offset),
+                                          ["end"] = "no", filename = state.recording}, function(success, _, err)
+        state.dump = nil  -- playback ended, or stopped: the engine reads on until nothing more comes
+        if not success and state.waiting then
+            state.waiting:kill()
+            state.waiting = nil
+            refuse("mpv could not record this stream: " .. (err or "unknown error"))
         end
     end)
-    state.job = job
+    local tries = 0
+    state.waiting = mp.add_periodic_timer(0.2, function()  -- the engine starts once the recording does
+        tries = tries + 1
+        local info = utils.file_info(state.recording)
+        if (info and info.size > 0) or tries > 150 then
+            state.waiting:kill()
+            state.waiting = nil
+            if info and info.size > 0 then
+                run_engine()
+            else
+                refuse("mpv recorded nothing of this stream (is its cache off?)")
+            end
+        end
+    end)
 end
 
 -- After a seek to where nothing is done and the job is not about to be, start again just ahead of it; the
@@ -477,6 +553,9 @@ end
 
 mp.register_event("playback-restart", function()
     local position = mp.get_property_number("time-pos")
+    if state.live then
+        return  -- a live recording goes on as it is
+    end
     if not state.job or not state.transcribing or not position or covered(position) then
         return  -- (while the model loads or downloads, a restart would only start that again)
     end
