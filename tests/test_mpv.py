@@ -275,6 +275,44 @@ def test_a_pipe_is_transcribed_from_mpvs_recording_of_it(piped, tmp_path):
     assert not recording.exists() and not recording.parent.exists()  # the recording goes with mpv
 
 
+def test_a_live_http_stream_is_recorded_too(piped, tmp_path):
+    """A stream served as it is made (no length, no byte ranges: a live broadcast) cannot seek in mpv: the
+    script records it like a pipe instead of handing the engine a URL it would read from the start."""
+    import http.server
+
+    class Live(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp2t")
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for at in range(0, len(piped), 65536):
+                    self.wfile.write(piped[at : at + 65536])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Live)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    command, log = fake_engine(tmp_path, "hang")
+    mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts=qwen3asr-command={command}")
+    try:
+        mpv.command("loadfile", f"http://127.0.0.1:{server.server_address[1]}/live.ts")
+        assert wait_for(lambda: [t for t in mpv.get("track-list") or [] if t["type"] == "audio"], 20, mpv)
+        assert mpv.get("seekable") is False  # (its "duration" only estimates what arrived so far)
+        mpv.command("set", "pause", "no")
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: runs(log), 20, mpv)
+        argv = runs(log)[0]
+        assert Path(argv[1]).name == "stream.mkv" and "--follow" in argv and "--time-offset" in argv
+        assert "--user-agent" not in argv  # the engine reads the recording, not the network
+    finally:
+        mpv.close()
+        server.shutdown()
+
+
 def test_a_pipe_gets_subtitles_with_the_engine(models, piped, tmp_path):
     mpv = Mpv(
         tmp_path / "mpv.sock",

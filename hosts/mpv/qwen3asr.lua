@@ -388,15 +388,16 @@ local function generate(at)
             end
             path, resolved = url, true
         end
-        -- A stream without a length is live: transcribed from mpv's dump of what it receives.
-        live = mp.get_property_native("duration") == nil
+        -- A stream without a length, or that cannot seek (served as it is made, no byte ranges: mpv's
+        -- duration is then only an estimate of what arrived), is live: transcribed from mpv's dump of it.
+        live = mp.get_property_native("duration") == nil or mp.get_property_native("seekable") == false
         -- The engine's ffmpeg opens the URL itself, with the headers mpv sends (user-agent, http-header-fields,
         -- which the ytdl hook sets from what the site wants).
         local agent = mp.get_property("user-agent") or ""
-        if agent ~= "" then
+        if agent ~= "" and not live then
             network = {"--user-agent", agent}
         end
-        for _, field in ipairs(mp.get_property_native("http-header-fields") or {}) do
+        for _, field in ipairs(live and {} or mp.get_property_native("http-header-fields") or {}) do
             table.insert(network, "--http-header")
             table.insert(network, field)
         end
