@@ -278,10 +278,14 @@ class JsonReporter(Reporter):
         self._emit(event="skipped", input=str(path))
 
     def on_complete(self, source, outputs, info):
+        from .engine.languages import NAME_TO_ISO
+
         self._emit(
             event="output",
             input=source,
             outputs=outputs,
+            language=info.language,  # the main language heard ("English"), None when nothing was said
+            language_code=NAME_TO_ISO.get(info.language or ""),  # ISO 639-1 ("en"), as subtitle names take
             audio_seconds=round(info.duration, 3),
             wall_seconds=round(time.monotonic() - self.started, 3),
         )

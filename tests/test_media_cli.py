@@ -427,3 +427,22 @@ def test_an_hls_playlist_is_transcribed(models, tmp_path):
     assert cues[0].start < 10_000 and cues[-1].end > 34_000
     fetched = {r["path"] for r in server.seen}
     assert "/talk.m3u8" in fetched and sum(p.endswith(".ts") for p in fetched) >= 8
+
+
+@pytest.mark.parametrize(
+    ("language", "code"), [("English", "en"), ("Chinese", "zh"), ("Cantonese", "yue"), (None, None)]
+)
+def test_the_output_event_names_the_language_heard(capsys, language, code):
+    """The "output" event carries the main language heard, by name and as the ISO 639-1 code subtitle file
+    names take (the mpv host saves <name>.<code>.srt from it)."""
+    from qwen3asr_plugin.batch import JsonReporter
+    from qwen3asr_plugin.engine.records import TranscriptionInfo
+
+    JsonReporter().on_complete("talk.wav", ["talk.srt"], TranscriptionInfo(language, 12.0))
+    event = json.loads(capsys.readouterr().out)
+    assert (event["event"], event["outputs"], event["language"], event["language_code"]) == (
+        "output",
+        ["talk.srt"],
+        language,
+        code,
+    )

@@ -425,6 +425,14 @@ if mode == "ranges":  # the first 30 s of the --start position's range are done;
     print(json.dumps({{"event": "file", "input": sys.argv[2]}}), flush=True)  # the model is loaded
     print(json.dumps({{"event": "ranges", "done": [[0.0, 30.0], [start, start + 30.0]]}}), flush=True)
     time.sleep(60)
+if mode == "finish":  # the whole subtitle at once, the language heard, done
+    folder = sys.argv[sys.argv.index("--output-dir") + 1]
+    os.makedirs(folder, exist_ok=True)
+    out = os.path.join(folder, "film.srt")
+    with open(out, "w", encoding="utf-8") as f:
+        f.write("1\\n00:00:01,000 --> 00:00:02,000\\nHallo Welt\\n\\n")
+    print(json.dumps({{"event": "output", "outputs": [out], "language": "German", "language_code": "de"}}), flush=True)
+    sys.exit(0)
 if mode == "fail":
     print(json.dumps({{"event": "error", "input": sys.argv[2], "message": "film.mkv: has no audio stream"}}), flush=True)
     sys.exit(1)
@@ -529,6 +537,47 @@ def test_the_engine_stops_when_the_file_ends_or_mpv_quits(video, tmp_path):
     while alive(second) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(second), "the engine outlived mpv"
+
+
+def test_saved_next_to_the_video_as_players_name_it(video, tmp_path):
+    """save_next_to_video: the finished subtitle is copied beside the video as <name>.<lang>.srt (the name
+    players load, with its language), replacing only a copy this script saved; a file someone else made
+    there stays as it was."""
+    import shutil as sh
+
+    film = tmp_path / "film.mp4"
+    sh.copy(video, film)
+    command, _ = fake_engine(tmp_path, "finish")
+    opts = f"qwen3asr-command={command},qwen3asr-save_next_to_video=yes"
+    mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts={opts}")
+    target = tmp_path / "film.de.srt"
+    try:
+        mpv.command("loadfile", str(film))
+        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: mpv.messages("qwen3asr-saved"), 20, mpv)
+        assert mpv.messages("qwen3asr-saved") == [[str(target)]]
+        assert "Hallo Welt" in target.read_text(encoding="utf-8")
+        target.write_text("1\n00:00:01,000 --> 00:00:02,000\nstale copy of ours\n\n", encoding="utf-8")
+        mpv.command("loadfile", str(film))  # again: our own copy is replaced
+        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: len(mpv.messages("qwen3asr-saved")) == 2, 20, mpv)
+        assert "Hallo Welt" in target.read_text(encoding="utf-8")
+    finally:
+        mpv.close()
+    # a new session: the file there is not known to be ours, so it stays
+    target.write_text("my own subtitles", encoding="utf-8")
+    mpv = Mpv(tmp_path / "mpv2.sock", f"--script={script_path()}", f"--script-opts={opts}")
+    try:
+        mpv.command("loadfile", str(film))
+        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        mpv.command("script-message-to", "qwen3asr", "generate")
+        assert wait_for(lambda: mpv.messages("qwen3asr-not-saved"), 20, mpv)
+        assert target.read_text(encoding="utf-8") == "my own subtitles"
+        assert not list(tmp_path.glob("*.partial"))
+    finally:
+        mpv.close()
 
 
 def test_the_viewers_track_choice_survives_the_updates(video, tmp_path):

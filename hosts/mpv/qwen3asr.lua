@@ -26,6 +26,7 @@ local o = {
     verbose = false,        -- show the engine's JSON events on the terminal
     seek_lead = 1.0,        -- after a seek outside what is done, start this many seconds ahead of it
     live_wait = 10,         -- a live stream or pipe: the engine stops when nothing new came for this long
+    save_next_to_video = false,  -- when done, also save <name>.<lang>.<format> beside a local video
 }
 options.read_options(o, "qwen3asr")
 
@@ -33,6 +34,7 @@ local WINDOWS = package.config:sub(1, 1) == "\\"
 local TITLE = "Qwen3-ASR"
 
 local state = {}
+local saved = {}  -- files this script saved next to videos (this session): only these may be replaced
 
 local function reset()
     -- job: the running subprocess; output: the subtitle file; sid: its track; error: the engine's last error;
@@ -107,6 +109,46 @@ local function show(path)
     state.sid = new
 end
 
+-- A copy of the finished subtitle beside the video as <name>.<lang>.<format> (the name players load with the
+-- video, its language tagged), never over a file this script did not save itself.
+local function save_next_to(video, output, code)
+    local folder, name = utils.split_path(video)
+    local stem = name:match("^(.+)%.[^%.]*$") or name
+    local extension = output:match("%.([^%.]+)$") or o.format
+    local target = utils.join_path(folder, stem .. (code and code ~= "" and ("." .. code) or "") .. "." .. extension)
+    if utils.file_info(target) and not saved[target] then
+        osd("kept the existing " .. target, 6)
+        mp.commandv("script-message", "qwen3asr-not-saved", target)
+        return
+    end
+    local source = io.open(output, "rb")
+    local text = source and source:read("*a")
+    if source then
+        source:close()
+    end
+    local partial = target .. ".partial"
+    local sink = text and io.open(partial, "wb")
+    if not sink then
+        osd("could not save " .. target, 6)
+        mp.commandv("script-message", "qwen3asr-not-saved", target)
+        return
+    end
+    sink:write(text)
+    sink:close()
+    if saved[target] then
+        os.remove(target)  -- our own earlier copy (os.rename does not replace a file on Windows)
+    end
+    local moved = os.rename(partial, target)
+    if not moved then
+        os.remove(partial)
+        mp.commandv("script-message", "qwen3asr-not-saved", target)
+        return
+    end
+    saved[target] = true
+    osd("saved " .. target, 4)
+    mp.commandv("script-message", "qwen3asr-saved", target)
+end
+
 local function on_event(event)
     if event.event == "update" then
         state.output = event.output
@@ -133,6 +175,9 @@ local function on_event(event)
         end
         osd("done", 2)
         mp.commandv("script-message", "qwen3asr-done", event.outputs and event.outputs[1] or "")
+        if o.save_next_to_video and state.video and state.output then
+            save_next_to(state.video, state.output, event.language_code)
+        end
     end
 end
 
@@ -406,6 +451,7 @@ local function generate(at)
         path = utils.join_path(mp.get_property("working-directory") or "", path)
     end
     local source, track, audio_id = playing_audio(path)
+    state.video = (not live and not path:find("^%a[%w+.-]*://")) and path or nil  -- a local file, to save beside
     if resolved then
         track = 0  -- the playing format's own URL: its only audio stream
     end
