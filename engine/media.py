@@ -167,9 +167,11 @@ class MediaInfo:
     # (index, kind, codec) of every stream, e.g. (2, "Subtitle", "subrip")
     streams: tuple[tuple[int, str, str], ...] = ()
     start: float = 0.0  # the container's first timestamp (MPEG-TS and HLS start at 1.4 s, say)
+    format: str = ""  # ffmpeg's demuxer ("hls", "mov,mp4,m4a,3gp,3g2,mj2", "mpegts", ...)
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_FORMAT = re.compile(r"Input #0, ([^\n]+?), from ")
 _START = re.compile(r"Duration: [^\n]*?, start: (-?\d+(?:\.\d+)?)")
 _STREAM = re.compile(
     r"Stream #\d+:(\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (Audio|Video|Subtitle|Data|Attachment)(?:: (\w+))?"
@@ -230,6 +232,7 @@ def _probe(path: Path | str, size: int, mtime_ns: int, network: tuple = ()) -> M
         h, m, s = match.groups()
         duration = int(h) * 3600 + int(m) * 60 + float(s)
     start = _START.search(report)
+    demuxer = _FORMAT.search(report)
     return MediaInfo(
         path,
         duration,
@@ -238,6 +241,7 @@ def _probe(path: Path | str, size: int, mtime_ns: int, network: tuple = ()) -> M
         kinds.count("Subtitle"),
         streams,
         float(start.group(1)) if start else 0.0,
+        demuxer.group(1) if demuxer else "",
     )
 
 
@@ -251,22 +255,28 @@ def decode_command(
     `duration_seconds`) to stdout as 16 kHz mono float32."""
     import ffmpeg
 
-    window = {}
-    if start_seconds:
-        window["ss"] = f"{start_seconds:.3f}"
     source, network = _opened(path)
     if FOLLOW and not is_url(source):
         source = f"file:{Path(source).resolve()}"  # the file protocol's follow option; an absolute path
-    stream = ffmpeg.input(source, **window, **network, **_follow(path))[f"a:{audio_track}"]
-    copyts = []
-    if start_seconds or duration_seconds is not None:
-        # The seek lands at or before the point (exactly for most files; at a segment's start for HLS, up to
-        # a segment early), so the window is cut by the audio's own timestamps, kept as they are (-copyts):
-        # the container's start plus the wanted seconds.
+    window, trim = {}, {}
+    if (start_seconds or duration_seconds is not None) and probe(path).format == "hls":
+        # ffmpeg's seek into HLS lands at a segment's start, up to a segment early (and -ss does not trim
+        # it): the window is cut by the audio's own timestamps, kept as they are (-copyts), from the
+        # playlist's start. Only there: -copyts also turns off the correction of timestamps that jump
+        # (concatenated MPEG-TS, VOB), where -ss/-t are right.
         origin = probe(path).start + (start_seconds or 0.0)
+        window["ss"] = f"{start_seconds or 0.0:.3f}"
         trim = {"start": f"{origin:.6f}"}
         if duration_seconds is not None:
             trim["end"] = f"{origin + duration_seconds:.6f}"
+    else:
+        if start_seconds:
+            window["ss"] = f"{start_seconds:.3f}"
+        if duration_seconds is not None:
+            window["t"] = f"{duration_seconds:.3f}"
+    stream = ffmpeg.input(source, **window, **network, **_follow(path))[f"a:{audio_track}"]
+    copyts = []
+    if trim:
         stream = stream.filter("atrim", **trim)
         copyts = ["-copyts"]
     out = ffmpeg.output(stream, "pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=SAMPLE_RATE)

@@ -446,3 +446,23 @@ def test_the_output_event_names_the_language_heard(capsys, language, code):
         language,
         code,
     )
+
+
+def test_the_head_of_joined_mpeg_ts_is_exact(tmp_path):
+    """Two MPEG-TS recordings joined end to end (as `cat` joins them, or a broadcast's VOB): the timestamps
+    restart in the middle and ffmpeg's correction of that must stay on, so the head pass of a player's run
+    (the first 12 s) is 12 s, not the whole file (-copyts made it 20 s). (A seek into such a file lands by
+    timestamp, which occurs twice: ffmpeg cannot place it, with or without -copyts.)"""
+    start, seconds = None, 12.0
+    from qwen3asr_plugin.engine.media import read_blocks
+    from tests.media import ffmpeg
+
+    parts = []
+    for seed in (1, 2):
+        wav = write_wav(tmp_path / f"{seed}.wav", speech_like(16_000 * 10, seed=seed))
+        ffmpeg("-i", str(wav), "-c:a", "aac", "-b:a", "64k", "-f", "mpegts", str(tmp_path / f"{seed}.ts"))
+        parts.append((tmp_path / f"{seed}.ts").read_bytes())
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(parts))
+    got = sum(b.size for b in read_blocks(joined, start_seconds=start, duration_seconds=seconds)) / 16_000
+    assert got == pytest.approx(seconds, abs=0.1)
