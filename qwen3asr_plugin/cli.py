@@ -51,6 +51,8 @@ def _cmd_transcribe(args: argparse.Namespace) -> int:
             raise Qwen3ASRError(f"unknown output format {fmt!r}; choose from {', '.join(writers)} or all")
     if args.time_offset and args.resume:
         raise Qwen3ASRError("--time-offset and --resume do not go together; choose one")
+    if (args.time_offset or 0) < 0 or (args.follow is not None and args.follow <= 0):
+        raise Qwen3ASRError("--time-offset must be 0 or more and --follow more than 0 seconds")
     # reads --replace before any model loads
     run = options.run_options(args, start_seconds=args.start, time_offset=args.time_offset or 0.0)
     if args.user_agent or args.http_header:
@@ -303,11 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--follow",
         type=float,
-        nargs="?",
-        const=10.0,
         metavar="SECONDS",
         help="inputs are files still being written (a recording of a live stream): read on at their end until "
-        "nothing new arrives for SECONDS (default 10)",
+        "nothing new arrives for SECONDS",
     )
     p.add_argument(
         "--time-offset",

@@ -211,6 +211,39 @@ def test_a_site_through_yt_dlp_transcribes_the_audio_being_heard(tmp_path, all_f
             mpv.close()
 
 
+def test_cookies_the_ytdl_hook_keeps_in_memory_reach_the_engine(video, tmp_path):
+    """Newer mpv's ytdl hook hands a site's cookies to mpv as cookies-file=memory:// (Netscape format;
+    player/lua/ytdl_hook.lua): the engine's ffmpeg cannot read that, so the script sends the cookies for the
+    media's host as a Cookie header (others' stay out)."""
+    from tests.http_media import MediaServer
+    from tests.media import ffmpeg
+
+    served = tmp_path / "www"
+    served.mkdir()
+    ffmpeg("-i", str(video), "-c", "copy", "-movflags", "+faststart", str(served / "film.mp4"))
+    jar = "\n".join([
+        "# Netscape HTTP Cookie File",
+        "127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\t42",
+        "#HttpOnly_.127.0.0.1\tTRUE\t/\tFALSE\t0\ttoken\tabc",
+        ".other.example\tTRUE\t/\tFALSE\t0\tnot\tmine",
+    ])  # fmt: skip
+    command, log = fake_engine(tmp_path, "hang")
+    with MediaServer(served) as server:
+        mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts=qwen3asr-command={command}",
+                  "--ytdl=no", "--cookies=yes")  # fmt: skip
+        try:
+            mpv.command("set", "cookies-file", f"memory://{jar}")
+            mpv.command("loadfile", f"{server.url}/film.mp4")
+            assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+            mpv.command("script-message-to", "qwen3asr", "generate")
+            assert wait_for(lambda: runs(log), 20, mpv)
+        finally:
+            mpv.close()
+    argv = runs(log)[0]
+    headers = [argv[i + 1] for i, a in enumerate(argv) if a == "--http-header"]
+    assert "Cookie: session=42; token=abc" in headers and not any("not=mine" in h for h in headers)
+
+
 def feed(mpv: Mpv, data: bytes, seconds: float = 0.0) -> threading.Thread:
     """Write `data` into mpv's standard input from a thread over about `seconds`, then close it (a pipe that
     ends)."""
@@ -297,7 +330,11 @@ def test_a_live_http_stream_is_recorded_too(piped, tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Live)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     command, log = fake_engine(tmp_path, "hang")
-    mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts=qwen3asr-command={command}")
+    out = tmp_path / "saved"
+    out.mkdir()
+    (out / "live.ts.srt").write_text("a subtitle of the viewer's own", encoding="utf-8")
+    opts = f"qwen3asr-command={command},qwen3asr-out_dir={out}"
+    mpv = Mpv(tmp_path / "mpv.sock", f"--script={script_path()}", f"--script-opts={opts}")
     try:
         mpv.command("loadfile", f"http://127.0.0.1:{server.server_address[1]}/live.ts")
         assert wait_for(lambda: [t for t in mpv.get("track-list") or [] if t["type"] == "audio"], 20, mpv)
@@ -306,11 +343,17 @@ def test_a_live_http_stream_is_recorded_too(piped, tmp_path):
         mpv.command("script-message-to", "qwen3asr", "generate")
         assert wait_for(lambda: runs(log), 20, mpv)
         argv = runs(log)[0]
-        assert Path(argv[1]).name == "stream.mkv" and "--follow" in argv and "--time-offset" in argv
+        assert (
+            Path(argv[1]).name == "live.ts.mkv" and "--follow" in argv and "--time-offset" in argv
+        )  # its title
         assert "--user-agent" not in argv  # the engine reads the recording, not the network
+        # the recording is in the script's own folder; the subtitles go to out_dir, never over a file there
+        assert argv[argv.index("--output-dir") + 1] == str(out) and "--overwrite" not in argv
+        assert Path(argv[1]).parent != out
     finally:
         mpv.close()
         server.shutdown()
+    assert (out / "live.ts.srt").read_text(encoding="utf-8") == "a subtitle of the viewer's own"
 
 
 def test_a_pipe_gets_subtitles_with_the_engine(models, piped, tmp_path):

@@ -258,7 +258,7 @@ def test_a_full_queue_answers_503_and_the_queue_goes_on(models):
 
     with ServerProcess("--model", str(models("tiny")), "--no-align", "--max-upload-mb", "64",
                        "--max-queue", "1") as s:  # fmt: skip
-        long = wav_bytes(300.0, seed=6)  # long enough to still run while the others arrive
+        long = wav_bytes(600.0, seed=6)  # long enough to still run while the others arrive
         answers: dict[str, object] = {}
 
         def client(name: str, data: bytes) -> None:

@@ -25,7 +25,7 @@ local o = {
     extra_args = "",        -- more arguments for `qwen3asr transcribe`, space separated
     verbose = false,        -- show the engine's JSON events on the terminal
     seek_lead = 1.0,        -- after a seek outside what is done, start this many seconds ahead of it
-    live_wait = 10,         -- a live stream or pipe: the engine stops when nothing new came for this long
+    live_wait = 60,         -- a live stream or pipe: the engine stops when nothing new came for this long
     save_next_to_video = false,  -- when done, also save <name>.<lang>.<format> beside a local video
 }
 options.read_options(o, "qwen3asr")
@@ -230,10 +230,11 @@ local function cleanup()
         mp.commandv("sub-remove", tostring(state.sid))
     end
     if state.temp_dir then
-        if state.output then
+        local ours = state.temp_dir .. (WINDOWS and "\\" or "/")
+        if state.output and state.output:sub(1, #ours) == ours then  -- never a file in the user's out_dir
             os.remove(state.output)
         end
-        if state.resume_file then
+        if state.resume_file and state.resume_file:sub(1, #ours) == ours then
             os.remove(state.resume_file)  -- left by a job stopped before the end
         end
         if state.recording then
@@ -372,7 +373,13 @@ local function resolved_audio(opened)
             end
         end
         if #own == #streams then
-            table.sort(own, function(a, b) return (a["ff-index"] or 0) < (b["ff-index"] or 0) end)
+            for i, track in ipairs(own) do
+                track.order = i  -- mpv lists them in timeline order too; ff-index first where it has one
+            end
+            table.sort(own, function(a, b)
+                local x, y = a["ff-index"] or a.order, b["ff-index"] or b.order
+                return x < y or (x == y and a.order < b.order)
+            end)
             for i, track in ipairs(own) do
                 if track.type == "audio" and track.id == current.id then
                     chosen = streams[i]
@@ -396,6 +403,29 @@ local function url_stem(url)
     local last = (path:match("([^/]*)$") or ""):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
     local stem = last:match("^(.+)%.[^%.]*$") or last
     return stem ~= "" and stem or "stream"
+end
+
+-- The cookies the ytdl hook handed mpv for `url` (cookies-file=memory://, Netscape format: domain, subdomains,
+-- path, secure, expiry, name, value, tab-separated; ytdl_hook.lua sets it from yt-dlp's cookies), as a Cookie
+-- header's value for the engine's ffmpeg, which cannot read mpv's memory:// file.
+local function site_cookies(url)
+    local file = mp.get_property("cookies-file") or ""
+    if not mp.get_property_native("cookies") or not file:find("^memory://") then
+        return nil
+    end
+    local host = (url:match("^%a[%w+.-]*://([^/:?#]+)") or ""):lower()
+    local pairs_ = {}
+    for line in file:sub(10):gmatch("[^\r\n]+") do
+        line = line:gsub("^#HttpOnly_", "")  -- curl's mark for HttpOnly cookies; other "#" lines are comments
+        local domain, _, _, _, _, name, value = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+        if domain and not domain:find("^#") then
+            domain = domain:lower():gsub("^%.", "")
+            if host == domain or host:sub(-(#domain + 1)) == "." .. domain then
+                table.insert(pairs_, name .. "=" .. value)
+            end
+        end
+    end
+    return #pairs_ > 0 and table.concat(pairs_, "; ") or nil
 end
 
 local function refuse(why)
@@ -423,6 +453,9 @@ local function generate(at)
         live = true  -- a pipe: transcribed from mpv's own dump of what it reads
     elseif path:find("^file://") then
         path = path:gsub("^file://", ""):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+        if WINDOWS and path:find("^/%a:") then
+            path = path:sub(2)  -- file:///C:/film.mkv is C:/film.mkv
+        end
     elseif path:find("^%a[%w+.-]*://") then
         local opened = mp.get_property("stream-open-filename") or path
         if opened ~= path then  -- a site resolved by the ytdl hook (path is its page, "ytdl://..." or http)
@@ -446,14 +479,19 @@ local function generate(at)
             table.insert(network, "--http-header")
             table.insert(network, field)
         end
+        local cookie = not live and site_cookies(path)
+        if cookie then
+            table.insert(network, "--http-header")
+            table.insert(network, "Cookie: " .. cookie)
+        end
     end
     if not live and not path:find("^%a[%w+.-]*://") then
         path = utils.join_path(mp.get_property("working-directory") or "", path)
     end
     local source, track, audio_id = playing_audio(path)
     state.video = (not live and not path:find("^%a[%w+.-]*://")) and path or nil  -- a local file, to save beside
-    if resolved then
-        track = 0  -- the playing format's own URL: its only audio stream
+    if resolved or live then
+        track = 0  -- the playing format's own URL, or mpv's recording (it holds the selected streams only)
     end
     local out_dir = o.out_dir
     if (out_dir == "" or live) and not state.temp_dir then
@@ -477,7 +515,10 @@ local function generate(at)
             end
         end
         if not state.recording then
-            state.recording = utils.join_path(state.temp_dir, "stream.mkv")
+            -- named after what is playing, so that outputs in out_dir differ from one stream to the next
+            local title = (mp.get_property("media-title") or ""):gsub('[%c\\/:*?"<>|]+', " ")
+            title = title:gsub("^[%s%.]+", ""):gsub("[%s%.]+$", ""):sub(1, 80)
+            state.recording = utils.join_path(state.temp_dir, (title ~= "" and title ~= "-" and title or "stream") .. ".mkv")
         end
         os.remove(state.recording)
         make_folder(state.temp_dir)
@@ -495,7 +536,7 @@ local function generate(at)
         table.insert(args, "--time-offset")
         table.insert(args, string.format("%.3f", offset))
     end
-    if state.temp_dir then
+    if out_dir == state.temp_dir then
         table.insert(args, "--overwrite")  -- only ever our own folder; in out_dir, never replace a file
     end
     if track > 0 then
@@ -532,6 +573,10 @@ local function generate(at)
                 return  -- an earlier job, stopped; this callback may run after the next one started
             end
             state.job = nil
+            if state.dump then  -- the engine is done with the recording: mpv stops writing it
+                mp.abort_async_command(state.dump)
+                state.dump = nil
+            end
             if result and result.status ~= 0 and not result.killed_by_us then
                 local message = state.error
                 if not message or message == "" then
@@ -551,20 +596,27 @@ local function generate(at)
         return
     end
     state.live = true
-    state.dump = mp.command_native_async({name = "dump-cache", start = string.format("%.3f", offset),
-                                          ["end"] = "no", filename = state.recording}, function(success, _, err)
+    local dump
+    dump = mp.command_native_async({name = "dump-cache", start = string.format("%.3f", offset),
+                                    ["end"] = "no", filename = state.recording}, function(success, _, err)
+        if state.dump ~= dump then
+            return  -- an earlier recording, stopped
+        end
         state.dump = nil  -- playback ended, or stopped: the engine reads on until nothing more comes
-        if not success and state.waiting then
-            state.waiting:kill()
-            state.waiting = nil
+        if not success then
+            if state.waiting then
+                state.waiting:kill()
+                state.waiting = nil
+            end
             refuse("mpv could not record this stream: " .. (err or "unknown error"))
         end
     end)
+    state.dump = dump
     local tries = 0
     state.waiting = mp.add_periodic_timer(0.2, function()  -- the engine starts once the recording does
         tries = tries + 1
         local info = utils.file_info(state.recording)
-        if (info and info.size > 0) or tries > 150 then
+        if (info and info.size > 0) or tries > 600 then  -- (2 minutes: mpv writes in 256 KiB steps)
             state.waiting:kill()
             state.waiting = nil
             if info and info.size > 0 then
