@@ -68,6 +68,8 @@ def main() -> None:
             while not mpv.messages("qwen3asr-update") and time.monotonic() - pressed < 600:
                 mpv.pump(0.02)
             first = time.monotonic() - pressed
+            if not mpv.messages("qwen3asr-update"):
+                raise SystemExit(f"no subtitle within 600 s: {mpv.messages('qwen3asr-failed')}")
             track = [t for t in mpv.get("track-list") if t["type"] == "sub"][0]
             cues = pysubs2.load(track["external-filename"])
             firsts.append(first)

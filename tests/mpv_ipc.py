@@ -13,6 +13,7 @@ from pathlib import Path
 class Mpv:
     def __init__(self, sock: Path, *args: str, env: dict | None = None, stdin=subprocess.DEVNULL):
         self.sock_path = sock
+        Path(sock).unlink(missing_ok=True)  # a socket left by an earlier mpv would be taken for this one's
         self.proc = subprocess.Popen(
             [
                 "mpv",
