@@ -602,6 +602,8 @@ def test_saved_next_to_the_video_as_players_name_it(video, tmp_path):
         assert mpv.messages("qwen3asr-saved") == [[str(target)]]
         assert "Hallo Welt" in target.read_text(encoding="utf-8")
         target.write_text("1\n00:00:01,000 --> 00:00:02,000\nstale copy of ours\n\n", encoding="utf-8")
+        mpv.command("stop")
+        assert wait_for(lambda: mpv.get("path") is None, 20, mpv)  # unloaded, so the next load is a new one
         mpv.command("loadfile", str(film))  # again: our own copy is replaced
         assert wait_for(lambda: mpv.get("duration"), 20, mpv)
         mpv.command("script-message-to", "qwen3asr", "generate")

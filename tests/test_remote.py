@@ -36,7 +36,10 @@ def talk(tmp_path_factory):
 
 
 def local_chunk_texts(local, wav: Path) -> list[str]:
-    """What the local engine says for each chunk the client cuts, given the same 16-bit WAV the client sends."""
+    """What the local engine says for each chunk the client cuts, given the same 16-bit WAV the client sends,
+    as the json output writes it (control characters out: writers.clean)."""
+    from qwen3asr_plugin.engine.writers import clean
+
     texts = []
     for chunk in iter_chunks(iter_audio(wav), ChunkOptions()):
         buf = io.BytesIO()
@@ -45,7 +48,7 @@ def local_chunk_texts(local, wav: Path) -> list[str]:
         buf.seek(0)
         _, data = wavfile.read(buf)
         segments, _ = local.transcribe(data.astype(np.float32) / 32768)
-        texts.append(" ".join(s.text for s in segments))
+        texts.append(clean(" ".join(s.text for s in segments)))
     return texts
 
 
