@@ -524,7 +524,7 @@ def test_the_audio_track_playing_is_the_one_transcribed(tmp_path):
     )
     try:
         mpv.command("loadfile", str(film))
-        assert wait_for(lambda: mpv.get("duration"), 20, mpv)
+        assert wait_for(lambda: len([t for t in mpv.get("track-list") if t["type"] == "audio"]) == 3, 20, mpv)
         audio = [t for t in mpv.get("track-list") if t["type"] == "audio"]
         assert [t.get("external", False) for t in audio] == [False, False, True]  # mpv ids 1, 2, 3
         mpv.command("set", "aid", "2")  # the file's second audio stream

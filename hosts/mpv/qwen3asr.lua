@@ -183,7 +183,8 @@ end
 
 mp.enable_messages("info")
 mp.register_event("log-message", function(e)
-    if e.prefix ~= mp.get_script_name() or not state.job then
+    -- (not `state.job`: the job's callback may run before its last lines, the final "output", arrive)
+    if e.prefix ~= mp.get_script_name() or not state.listening then
         return
     end
     local line = e.text:gsub("%s+$", "")
@@ -210,6 +211,7 @@ local function make_folder(folder)  -- the engine makes its output folder; mpv's
 end
 
 local function stop_job()
+    state.listening = false  -- what a stopped job still prints is not news
     if state.waiting then
         state.waiting:kill()
         state.waiting = nil
@@ -564,6 +566,7 @@ local function generate(at)
     local function run_engine()
         osd("transcribing…", 2)
         state.error, state.done, state.audio, state.transcribing = nil, false, audio_id, false
+        state.listening = true
         local job
         job = mp.command_native_async({
             name = "subprocess", args = args, playback_only = true,
