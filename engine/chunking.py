@@ -1,13 +1,16 @@
-"""Cutting long audio into ASR chunks at quiet moments, streaming, with optional skipping of non-speech.
+"""Cutting long audio into ASR chunks, streaming: at quiet moments, or (with VAD) out of whole speech regions.
 
-A cut lands at the lowest-energy point of a search window before the chunk limit (the official toolkit's
-rule, `split_audio_into_chunks` in qwen_asr/inference/utils.py): a 100 ms moving sum of |x| picks the
-quietest window, then the quietest sample inside it, so words are not cut in half. Chunks carry their sample
-offset; timestamps come from those offsets, never from chunk index times size. Only about one chunk plus the
-search window is held at a time.
+Without VAD a cut lands at the lowest-energy point of a search window before the chunk limit (the official
+toolkit's rule, `split_audio_into_chunks` in qwen_asr/inference/utils.py): a 100 ms moving sum of |x| picks the
+quietest window, then the quietest sample inside it, so words are not cut in half.
 
-The optional energy VAD drops runs of non-speech (frames below a level) longer than `min_silence_seconds`,
-so nothing is transcribed over long silence. It does not tell music from speech.
+With VAD (Silero, engine/vad.py) only speech is transcribed: the speech regions are joined into chunks of up
+to the limit, whole regions each, with the non-speech between them cut out (faster-whisper joins its VAD
+regions so, `collect_chunks` in faster_whisper/vad.py; WhisperX merges them up to the chunk size,
+`merge_chunks` in whisperx/vads/vad.py); a region longer than the limit is cut at its quietest point as
+above. A chunk keeps where each of its pieces came from, so times inside it map back to the input's exactly
+(`Chunk.source_seconds`). Timestamps come from sample counts, never from chunk index times size. Only about
+one chunk plus the search window is held at a time (with VAD, plus the region being heard).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .audio import SAMPLE_RATE, normalize_peak
+from .records import Word
+from .vad import WINDOW, SpeechTracker, VadOptions, silero
 
 
 @dataclass(frozen=True)
@@ -25,14 +30,43 @@ class Chunk:
     start_sample: int
     audio: np.ndarray  # may be zero-padded past n_samples
     n_samples: int  # real samples
+    # (at, source, length): audio[at : at + length] is the input's samples [source, source + length). One
+    # piece unless VAD joined speech regions, leaving out what lies between them.
+    pieces: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def start_seconds(self) -> float:
         return self.start_sample / SAMPLE_RATE
 
     @property
+    def end_sample(self) -> int:
+        if self.pieces:
+            _, source, length = self.pieces[-1]
+            return source + length
+        return self.start_sample + self.n_samples
+
+    @property
     def end_seconds(self) -> float:
-        return (self.start_sample + self.n_samples) / SAMPLE_RATE
+        return self.end_sample / SAMPLE_RATE
+
+    def source_seconds(self, seconds: float, end: bool = False) -> float:
+        """The input's time of `seconds` into this chunk's audio. A time on the edge of two pieces is the
+        end of the first when `end` (a word that ends there), else the start of the second."""
+        pieces = self.pieces or ((0, self.start_sample, self.n_samples),)
+        at = seconds * SAMPLE_RATE
+        chosen = pieces[-1]
+        for piece in pieces:
+            if (at <= piece[0] + piece[2]) if end else (at < piece[0] + piece[2]):
+                chosen = piece
+                break
+        offset, source, length = chosen
+        return (source + min(max(at - offset, 0.0), length)) / SAMPLE_RATE
+
+
+def source_word(chunk: Chunk, word: Word) -> Word:
+    """A word timed inside `chunk`'s audio, at the input's times."""
+    start = round(chunk.source_seconds(word.start), 3)
+    return Word(start, max(start, round(chunk.source_seconds(word.end, end=True), 3)), word.word)
 
 
 @dataclass(frozen=True)
@@ -40,10 +74,7 @@ class ChunkOptions:
     max_seconds: float = 30.0
     search_seconds: float = 10.0  # the cut is searched in the last `search_seconds` before the limit
     min_seconds: float = 0.5  # shorter chunks are zero-padded (as the reference pads them)
-    vad: bool = False
-    vad_threshold_db: float = -45.0  # frame RMS below this (dBFS) is non-speech
-    min_silence_seconds: float = 2.0  # non-speech runs at least this long are skipped
-    speech_pad_seconds: float = 0.3  # kept around speech at the edges of a skipped run
+    vad: VadOptions | None = None  # transcribe only the speech Silero VAD finds, with these settings
 
 
 def quiet_cut(x: np.ndarray, lo: int, hi: int, window: int = SAMPLE_RATE // 10) -> int:
@@ -56,72 +87,107 @@ def quiet_cut(x: np.ndarray, lo: int, hi: int, window: int = SAMPLE_RATE // 10) 
     return start + int(np.argmin(np.abs(x[start : start + window])))
 
 
-def _make_chunk(offset: int, piece: np.ndarray, options: ChunkOptions) -> Chunk:
+def _make_chunk(offset: int, piece: np.ndarray, options: ChunkOptions, pieces=()) -> Chunk:
     n = piece.size
     min_len = int(options.min_seconds * SAMPLE_RATE)
     audio = normalize_peak(np.ascontiguousarray(piece, dtype=np.float32))
     if n < min_len:
         audio = np.pad(audio, (0, min_len - n))
-    return Chunk(offset, audio, n)
-
-
-def speech_regions(x: np.ndarray, options: ChunkOptions) -> list[tuple[int, int]]:
-    """[start, end) sample ranges of `x` to keep: everything but non-speech runs of min_silence_seconds."""
-    frame = SAMPLE_RATE * 30 // 1000
-    n_frames = x.size // frame
-    if n_frames == 0:
-        return [(0, x.size)] if np.abs(x).max(initial=0.0) > 10 ** (options.vad_threshold_db / 20) else []
-    rms = np.sqrt(np.mean(x[: n_frames * frame].reshape(n_frames, frame).astype(np.float64) ** 2, axis=1))
-    speech = 20 * np.log10(rms + 1e-10) > options.vad_threshold_db
-    min_run = int(options.min_silence_seconds * 1000 / 30)
-    pad = int(options.speech_pad_seconds * SAMPLE_RATE)
-    keep, i = [], 0
-    start = 0
-    while i < n_frames:
-        if speech[i]:
-            i += 1
-            continue
-        j = i
-        while j < n_frames and not speech[j]:
-            j += 1
-        if j - i >= min_run or (i == 0 and j == n_frames):
-            cut_lo = i * frame + (pad if i > 0 else 0)
-            cut_hi = j * frame - (pad if j < n_frames else 0)
-            if j == n_frames:
-                cut_hi = x.size
-            if cut_lo > start:
-                keep.append((start, cut_lo))
-            start = max(start, cut_hi)
-        i = j
-    if start < x.size:
-        keep.append((start, x.size))
-    return [(a, b) for a, b in keep if b - a >= frame]
+    return Chunk(offset, audio, n, tuple(pieces))
 
 
 def iter_chunks(
     blocks: Iterable[np.ndarray], options: ChunkOptions = ChunkOptions(), first_sample: int = 0
 ) -> Iterator[Chunk]:
-    """Chunks of at most options.max_seconds from a stream of sample blocks, cut at quiet points; the
-    stream's first sample sits at `first_sample` of the whole input."""
+    """Chunks of at most options.max_seconds from a stream of sample blocks; the stream's first sample sits
+    at `first_sample` of the whole input."""
+    if options.vad is not None:
+        yield from _speech_chunks(blocks, options, first_sample)
+        return
     max_len = int(options.max_seconds * SAMPLE_RATE)
     search = int(min(options.search_seconds, options.max_seconds / 3) * SAMPLE_RATE)
     buf = np.zeros(0, dtype=np.float32)
     offset = first_sample  # sample offset of buf[0] in the whole input
-
-    def emit(piece: np.ndarray, start: int) -> Iterator[Chunk]:
-        if not options.vad:
-            yield _make_chunk(start, piece, options)
-            return
-        for a, b in speech_regions(piece, options):
-            yield _make_chunk(start + a, piece[a:b], options)
-
     for block in blocks:
         buf = np.concatenate([buf, np.asarray(block, dtype=np.float32)])
         while buf.size > max_len:
             cut = quiet_cut(buf, max_len - search, max_len)
             cut = max(cut, SAMPLE_RATE)
-            yield from emit(buf[:cut], offset)
+            yield _make_chunk(offset, buf[:cut], options)
             buf = buf[cut:]
             offset += cut
     if buf.size:
-        yield from emit(buf, offset)
+        yield _make_chunk(offset, buf, options)
+
+
+def _speech_chunks(blocks: Iterable[np.ndarray], options: ChunkOptions, first_sample: int) -> Iterator[Chunk]:
+    """Chunks made of the speech regions Silero VAD finds as the blocks arrive (positions below are samples
+    of the stream; `first_sample` is added on the way out)."""
+    assert options.vad is not None
+    max_len = int(options.max_seconds * SAMPLE_RATE)
+    search = int(min(options.search_seconds, options.max_seconds / 3) * SAMPLE_RATE)
+    scorer, tracker = silero().scorer(), SpeechTracker(options.vad)
+    buf, buf_at = np.zeros(0, np.float32), 0  # the audio still needed, and the stream sample of buf[0]
+    pending: list[tuple[int, np.ndarray]] = []  # the next chunk's regions so far: (start, audio)
+    done = 0  # every sample before this is in a chunk or skipped
+
+    def flush() -> Iterator[Chunk]:
+        if not pending:
+            return
+        pieces, at = [], 0
+        for start, audio in pending:
+            pieces.append((at, first_sample + start, audio.size))
+            at += audio.size
+        joined = np.concatenate([audio for _, audio in pending])
+        pending.clear()
+        yield _make_chunk(pieces[0][1], joined, options, pieces)
+
+    def cut_long(a: int, hi: int) -> Iterator[Chunk]:
+        """Chunks of the limit out of speech [a, hi) while more than the limit of it is held."""
+        nonlocal done
+        while hi - a > max_len:
+            yield from flush()
+            cut = a + quiet_cut(buf[a - buf_at : hi - buf_at], max_len - search, max_len)
+            cut = max(cut, a + SAMPLE_RATE)
+            pending.append((a, buf[a - buf_at : cut - buf_at].copy()))
+            yield from flush()
+            a = done = cut
+
+    def add(region: tuple[int, int]) -> Iterator[Chunk]:
+        nonlocal done
+        a, b = max(region[0], done), region[1]
+        if b <= a:
+            return
+        yield from cut_long(a, b)
+        a = max(a, done)
+        if sum(audio.size for _, audio in pending) + (b - a) > max_len:
+            yield from flush()
+        pending.append((a, buf[a - buf_at : b - buf_at].copy()))
+        done = b
+
+    read = 0
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float32).ravel()
+        buf = np.concatenate([buf, block])
+        read += block.size
+        for score in scorer.push(block):
+            for region in tracker.push(score):
+                yield from add(region)
+        if tracker.start is not None and tracker.closed is None:  # a long region is cut as it is heard
+            yield from cut_long(max(done, tracker.start - tracker.pad), tracker.windows * WINDOW)
+        # what a region may still need: from a pad before the windows to come, the region waiting for its
+        # end pad, and the open region (from where it was last cut)
+        keep = tracker.windows * WINDOW - tracker.pad
+        if tracker.closed is not None:
+            keep = min(keep, tracker.closed[0])
+        if tracker.start is not None:
+            keep = min(keep, max(tracker.start - tracker.pad, done))
+        keep = min(keep, read)
+        if keep > buf_at:
+            buf, buf_at = buf[keep - buf_at :], keep
+    for score in scorer.finish():
+        for region in tracker.push(score):
+            yield from add(region)
+    for region in tracker.finish(read):
+        yield from add(region)
+    yield from flush()

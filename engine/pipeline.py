@@ -9,7 +9,7 @@ import numpy as np
 
 from .aligner import ForcedAligner
 from .asr_output import ParsedOutput, parse_output
-from .chunking import ChunkOptions, iter_chunks
+from .chunking import ChunkOptions, iter_chunks, source_word
 from .decoder import DecoderOptions, Generation, TextDecoder
 from .encoder import AudioEncoder, EncoderOptions
 from .errors import ModelError
@@ -17,7 +17,7 @@ from .languages import canonical_language
 from .mel import log_mel
 from .model_folder import ModelInfo
 from .prompt import Prompt, build_asr_prompt
-from .records import Segment, TranscriptionInfo, Word
+from .records import Segment, TranscriptionInfo
 
 
 @dataclass(frozen=True)
@@ -133,10 +133,10 @@ class AsrPipeline:
                 info.language = parsed.language
         start, end, words = round(chunk.start_seconds, 3), round(chunk.end_seconds, 3), None
         if self.aligner is not None:
-            # The aligner times the text on the same chunk the text came from.
-            offset = chunk.start_seconds
+            # The aligner times the text on the same chunk the text came from; its times map back to the
+            # input's (across the non-speech VAD cut out of the chunk, if any).
             timed = self.aligner.align(chunk.audio[: chunk.n_samples], parsed.text, parsed.language)
-            words = tuple(Word(round(w.start + offset, 3), round(w.end + offset, 3), w.word) for w in timed)
+            words = tuple(source_word(chunk, w) for w in timed)
             if words:
                 start, end = words[0].start, max(w.end for w in words)
         return Segment(

@@ -10,13 +10,15 @@ defaults as faster-whisper's VadOptions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import functools
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from .audio import SAMPLE_RATE
+from .errors import Qwen3ASRError
 
 MODEL = Path(__file__).parent / "data" / "silero_vad.onnx"
 WINDOW = 512  # samples per score at 16 kHz
@@ -46,64 +48,151 @@ class SileroVad:
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(MODEL), options, providers=["CPUExecutionProvider"])
 
+    def scorer(self) -> Scorer:
+        """A fresh stream (the recurrent state starts at zero)."""
+        return Scorer(self.session)
+
     def scores(self, blocks: Iterable[np.ndarray]) -> Iterator[float]:
         """One speech score (0-1) per 32 ms window, in order; the last window is zero-padded."""
-        state = np.zeros((2, 1, 128), np.float32)
-        context = np.zeros(CONTEXT, np.float32)
-        rate = np.array(SAMPLE_RATE, np.int64)
-        pending = np.zeros(0, np.float32)
+        scorer = self.scorer()
         for block in blocks:
-            pending = np.concatenate([pending, np.asarray(block, np.float32).ravel()])
-            whole = pending.size // WINDOW * WINDOW
-            for at in range(0, whole, WINDOW):
-                window = pending[at : at + WINDOW]
-                x = np.concatenate([context, window])[None, :]
-                out, state = self.session.run(None, {"input": x, "state": state, "sr": rate})
-                context = window[-CONTEXT:]
-                yield float(out[0, 0])
-            pending = pending[whole:]
-        if pending.size:
-            window = np.concatenate([pending, np.zeros(WINDOW - pending.size, np.float32)])
-            out, state = self.session.run(
-                None, {"input": np.concatenate([context, window])[None, :], "state": state, "sr": rate}
-            )
-            yield float(out[0, 0])
+            yield from scorer.push(block)
+        yield from scorer.finish()
+
+
+def vad_options(parameters: Mapping[str, float] | None = None) -> VadOptions:
+    """VadOptions with `parameters` (field names) changed; an unknown name or a bad value is an error."""
+    known = {f.name for f in fields(VadOptions)}
+    unknown = sorted(set(parameters or {}) - known)
+    if unknown:
+        raise Qwen3ASRError(f"unknown VAD parameter {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    options = VadOptions(**dict(parameters or {}))
+    if (
+        not 0 < options.threshold < 1
+        or min(options.min_speech_seconds, options.min_silence_seconds, options.speech_pad_seconds) < 0
+    ):
+        raise Qwen3ASRError("VAD settings: the threshold is between 0 and 1 and durations are not negative")
+    return options
+
+
+@functools.cache
+def silero() -> SileroVad:
+    """One model per process (onnxruntime sessions may run from several threads at once)."""
+    return SileroVad()
+
+
+class Scorer:
+    """One stream's scoring: `push` blocks of any size, get the scores of the windows they complete."""
+
+    def __init__(self, session):
+        self.session = session
+        self.state = np.zeros((2, 1, 128), np.float32)
+        self.context = np.zeros(CONTEXT, np.float32)
+        self.rate = np.array(SAMPLE_RATE, np.int64)
+        self.pending = np.zeros(0, np.float32)
+
+    def _score(self, window: np.ndarray) -> float:
+        x = np.concatenate([self.context, window])[None, :]
+        out, self.state = self.session.run(None, {"input": x, "state": self.state, "sr": self.rate})
+        self.context = window[-CONTEXT:]
+        return float(out[0, 0])
+
+    def push(self, block: np.ndarray) -> list[float]:
+        self.pending = np.concatenate([self.pending, np.asarray(block, np.float32).ravel()])
+        whole = self.pending.size // WINDOW * WINDOW
+        out = [self._score(self.pending[at : at + WINDOW]) for at in range(0, whole, WINDOW)]
+        self.pending = self.pending[whole:]
+        return out
+
+    def finish(self) -> list[float]:
+        """The last, zero-padded window's score (none if the stream ended on a window's edge)."""
+        if not self.pending.size:
+            return []
+        window = np.concatenate([self.pending, np.zeros(WINDOW - self.pending.size, np.float32)])
+        self.pending = np.zeros(0, np.float32)
+        return [self._score(window)]
+
+
+class SpeechTracker:
+    """Speech regions found as scores arrive, in samples of the stream, each given out once it is final.
+
+    A region starts at a window scoring at least the threshold and ends at the start of the first run of
+    windows below the negative threshold that lasts `min_silence_seconds` (or at the end); regions shorter
+    than `min_speech_seconds` go; each is padded by `speech_pad_seconds`, split evenly where neighbours are
+    closer than twice that. A region is final once no later region can come near it."""
+
+    def __init__(self, options: VadOptions = VadOptions()):
+        self.threshold = options.threshold
+        neg = options.neg_threshold
+        self.low = neg if neg is not None else max(options.threshold - 0.15, 0.01)
+        self.min_silence = options.min_silence_seconds * SAMPLE_RATE
+        self.min_speech = max(options.min_speech_seconds * SAMPLE_RATE, WINDOW)
+        self.pad = int(round(options.speech_pad_seconds * SAMPLE_RATE))
+        self.windows = 0  # windows seen
+        self.start: int | None = None  # the open region's start, while in speech
+        self.quiet_since: int | None = None  # the first window of the current quiet run, while in speech
+        self.closed: tuple[int, int] | None = None  # a region (padded start, raw end) waiting for its end pad
+        self.given = 0  # the padded end of the last region given out
+
+    def push(self, score: float) -> list[tuple[int, int]]:
+        t = self.windows * WINDOW
+        self.windows += 1
+        out = []
+        # the waiting region's end pad is final once no region has started within two pads of it
+        far = None if self.closed is None else self.closed[1] + 2 * self.pad
+        if far is not None and t >= far and (self.start is None or self.start >= far):
+            out.append(self._give(far - self.pad))
+        if self.start is None:
+            if score >= self.threshold:
+                self.start, self.quiet_since = t, None
+            return out
+        if score >= self.low:
+            self.quiet_since = None
+            return out
+        if self.quiet_since is None:
+            self.quiet_since = t
+        if t + WINDOW - self.quiet_since >= self.min_silence:
+            out += self._close(self.start, self.quiet_since)
+            self.start = self.quiet_since = None
+        return out
+
+    def finish(self, end: int | None = None) -> list[tuple[int, int]]:
+        """The regions still open or waiting, once the stream has ended at sample `end` (default: the end of
+        the last window)."""
+        end = self.windows * WINDOW if end is None else end
+        out = []
+        if self.start is not None:
+            out += self._close(self.start, self.quiet_since if self.quiet_since is not None else end)
+            self.start = self.quiet_since = None
+        if self.closed is not None:
+            out.append(self._give(min(self.closed[1] + self.pad, end)))
+        return out
+
+    def _close(self, a: int, b: int) -> list[tuple[int, int]]:
+        if b - a < self.min_speech:
+            return []
+        out = []
+        first = max(a - self.pad, self.given)
+        if self.closed is not None:
+            middle = (self.closed[1] + a) // 2
+            out.append(self._give(min(self.closed[1] + self.pad, middle)))
+            first = max(a - self.pad, middle)
+        self.closed = (first, b)
+        return out
+
+    def _give(self, end: int) -> tuple[int, int]:
+        assert self.closed is not None
+        region = (self.closed[0], end)
+        self.closed, self.given = None, end
+        return region
 
 
 def speech_regions(
     scores: Iterable[float], options: VadOptions = VadOptions(), duration: float | None = None
 ) -> list[tuple[float, float]]:
-    """Speech regions (seconds) from window scores: a region starts at a window scoring at least the
-    threshold and ends at the start of the first run of windows below the negative threshold that lasts
-    `min_silence_seconds` (or at the end); regions shorter than `min_speech_seconds` go; each is padded by
-    `speech_pad_seconds`, split evenly where neighbours are closer than twice that."""
-    low = options.neg_threshold if options.neg_threshold is not None else max(options.threshold - 0.15, 0.01)
-    regions: list[list[float]] = []
-    start = None  # the current region's start, while in speech
-    quiet_since = None  # the first window of the current run below `low`, while in speech
-    n = 0
-    for n, score in enumerate(scores, start=1):
-        t = (n - 1) * WINDOW_SECONDS
-        if start is None:
-            if score >= options.threshold:
-                start, quiet_since = t, None
-            continue
-        if score >= low:
-            quiet_since = None
-            continue
-        if quiet_since is None:
-            quiet_since = t
-        if t + WINDOW_SECONDS - quiet_since >= options.min_silence_seconds:
-            regions.append([start, quiet_since])
-            start = quiet_since = None
-    end = n * WINDOW_SECONDS if duration is None else duration
-    if start is not None:
-        regions.append([start, quiet_since if quiet_since is not None else end])
-    regions = [r for r in regions if r[1] - r[0] >= max(options.min_speech_seconds, WINDOW_SECONDS)]
-    pad = options.speech_pad_seconds
-    padded = []
-    for i, (a, b) in enumerate(regions):
-        first = max(a - pad, (regions[i - 1][1] + a) / 2 if i else 0.0)
-        last = min(b + pad, (b + regions[i + 1][0]) / 2 if i + 1 < len(regions) else end)
-        padded.append((round(first, 3), round(last, 3)))
-    return padded
+    """Speech regions (seconds) from window scores (the rules of SpeechTracker), for a whole stream that
+    lasts `duration` seconds (default: to the end of the last window)."""
+    tracker = SpeechTracker(options)
+    found = [region for score in scores for region in tracker.push(score)]
+    found += tracker.finish(None if duration is None else int(round(duration * SAMPLE_RATE)))
+    return [(round(a / SAMPLE_RATE, 3), round(b / SAMPLE_RATE, 3)) for a, b in found]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
@@ -33,6 +33,7 @@ from .engine.model_folder import load_model_info
 from .engine.model_store import DEFAULT_MODEL, preset_aligner, presets, resolve_model
 from .engine.pipeline import AsrPipeline, TranscribeOptions
 from .engine.records import Cue, Segment, Transcript, TranscriptionInfo, Word
+from .engine.vad import vad_options
 from .engine.writers import render
 from .hookspecs import Engine
 from .options import cli_parents, engine_options, read_replacements, run_options
@@ -156,7 +157,8 @@ class ASRModel:
         sampling_rate: int = SAMPLE_RATE,
         chunk_seconds: float = ChunkOptions.max_seconds,
         temperature_fallback: bool = True,
-        vad_filter: bool = False,
+        vad_filter: bool = True,
+        vad_parameters: Mapping[str, float] | None = None,
         audio_track: int = 0,
         on_progress: Callable[[float], None] | None = None,
         start_seconds: float | None = None,
@@ -167,7 +169,8 @@ class ASRModel:
         """Segments (a lazy iterator) and info for a media file path or a float array at `sampling_rate`.
 
         Files are decoded by ffmpeg and read in blocks as the segments are consumed, so memory does not grow
-        with the length of the input. `vad_filter` skips long non-speech; `audio_track` picks a stream.
+        with the length of the input. `vad_filter` transcribes only the speech Silero VAD finds
+        (`vad_parameters`: VadOptions fields to change); `audio_track` picks a stream.
         `start_seconds` transcribes from there to the end first, then the beginning (what a player wants:
         subtitles where the viewer is, soonest); `on_progress` then counts seconds done in that order.
         `batch_size` chunks are decoded together (default 4: faster; their segments arrive together); `first_batch_size`
@@ -178,7 +181,9 @@ class ASRModel:
             language=language,
             context=context or "",
             temperature_fallback=temperature_fallback,
-            chunking=ChunkOptions(max_seconds=chunk_seconds, vad=vad_filter),
+            chunking=ChunkOptions(
+                max_seconds=chunk_seconds, vad=vad_options(vad_parameters) if vad_filter else None
+            ),
             batch_size=batch_size or TranscribeOptions.batch_size,
             first_batch_size=first_batch_size,
         )

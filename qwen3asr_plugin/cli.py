@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_convert)
 
-    model, device, _, _, output = parents = options.cli_parents()
+    model, device, _, _, vad, output = parents = options.cli_parents()
 
     p = sub.add_parser(
         "transcribe",
@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "serve",
-        parents=[model, device, output],
+        parents=[model, device, vad, output],
         help="an OpenAI-compatible speech-to-text server (for Subtitle Edit and others)",
         description="An OpenAI-compatible speech-to-text server: POST /v1/audio/transcriptions. For Subtitle "
         "Edit 5 (Video > Speech to text): engine 'OpenAI Compatible', URL "

@@ -8,7 +8,7 @@ documented under its own heading in the README (a test checks the arguments), an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
 import pluggy
@@ -31,6 +31,7 @@ class Engine(Protocol):
         context: str | None,
         audio_track: int,
         vad_filter: bool,
+        vad_parameters: Mapping[str, float] | None,
         temperature_fallback: bool,
         start_seconds: float | None,
         batch_size: int | None,

@@ -64,7 +64,6 @@ def recognition_arguments() -> argparse.ArgumentParser:
     p.add_argument("--language", help="force the language (name or ISO code, e.g. English, en, zh)")
     p.add_argument("--context", help="background text for the model: names, terms, topic")
     p.add_argument("--audio-track", type=int, default=0, help="which audio stream (0 = the first)")
-    p.add_argument("--vad", action="store_true", help="skip long silence (energy-based) before recognition")
     p.add_argument("--no-fallback", action="store_true", help="greedy only: no temperature fallback on loops")
     p.add_argument(
         "--batch-size",
@@ -72,6 +71,24 @@ def recognition_arguments() -> argparse.ArgumentParser:
         help="30 s chunks decoded together: one pass over the weights per token for all (default 4; 1: one "
         "at a time, least memory)",
     )
+    return p
+
+
+def vad_arguments() -> argparse.ArgumentParser:
+    """Silero VAD: what is transcribed (the CLI, its hosts and the server take the same)."""
+    p = _parent()
+    p.add_argument(
+        "--vad",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="transcribe only the speech Silero VAD finds, skipping music, noise and silence",
+    )
+    p.add_argument("--vad-threshold", type=float, help="speech score a 32 ms window needs (default 0.5)")
+    p.add_argument(
+        "--vad-min-silence", type=float, help="seconds of non-speech that end a speech region (default 2)"
+    )
+    p.add_argument("--vad-min-speech", type=float, help="shorter speech regions are dropped (default 0)")
+    p.add_argument("--vad-pad", type=float, help="seconds kept on each side of speech (default 0.4)")
     return p
 
 
@@ -100,6 +117,7 @@ def cli_parents() -> list[argparse.ArgumentParser]:
         device_arguments(),
         engine_arguments(),
         recognition_arguments(),
+        vad_arguments(),
         output_arguments(),
     ]
 
@@ -166,8 +184,20 @@ def run_options(args: argparse.Namespace, **fixed) -> RunOptions:
     for key in ("language", "context", "audio_track", "batch_size"):
         if key in given:
             found[key] = given[key]
-    if "vad" in given:
+    if given.get("vad") is not None:
         found["vad_filter"] = args.vad
+    vad = {
+        name: given.get(key)
+        for key, name in (
+            ("vad_threshold", "threshold"),
+            ("vad_min_silence", "min_silence_seconds"),
+            ("vad_min_speech", "min_speech_seconds"),
+            ("vad_pad", "speech_pad_seconds"),
+        )
+        if given.get(key) is not None
+    }
+    if vad:
+        found["vad_parameters"] = vad
     if "no_fallback" in given:
         found["temperature_fallback"] = not args.no_fallback
     if "max_line_width" in given:

@@ -71,7 +71,8 @@ class RunOptions:
     language: str | None = None  # None: detect
     context: str | None = None  # background text for the model (names, terms)
     audio_track: int = 0
-    vad_filter: bool = False
+    vad_filter: bool = True  # transcribe only the speech Silero VAD finds (bench/vad.py: the better default)
+    vad_parameters: Mapping[str, float] | None = None  # VadOptions fields (engine/vad.py) to change
     temperature_fallback: bool = True
     start_seconds: float | None = None  # begin here, then do the beginning (players)
     batch_size: int | None = None  # chunks decoded together (None: the engine's default)

@@ -215,7 +215,7 @@ def test_punctuation_goes_with_its_word():
 def test_segments_gain_words(models):
     model = ASRModel(models("tiny"), aligner=models("aligner-tiny"), device="cpu", decoder_quant="f32")
     audio = speech_like(16_000 * 5)
-    segments = list(model.transcribe(audio)[0])
+    segments = list(model.transcribe(audio, vad_filter=False)[0])  # a tone, not speech
     assert segments
     for s in segments:
         assert s.words

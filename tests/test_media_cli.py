@@ -13,6 +13,7 @@ import pytest
 
 from qwen3asr_plugin.engine.errors import AudioError
 from qwen3asr_plugin.engine.media import probe, read_blocks
+from tests.fixtures.trained import speech as trained_speech
 from tests.media import two_track_mkv, video_with_audio, write_wav
 from tests.parity import speech_like
 
@@ -29,6 +30,7 @@ def transcribe(models, *args: str, env: dict | None = None) -> subprocess.Comple
         str(models("aligner-tiny")),
         "--device",
         "cpu",
+        "--no-vad",
         *args,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -37,7 +39,9 @@ def transcribe(models, *args: str, env: dict | None = None) -> subprocess.Comple
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
     folder = tmp_path_factory.mktemp("media")
-    speech = write_wav(folder / "speech.wav", speech_like(16_000 * 12))
+    # espeak-ng speech (12 s of it), so that the track with speech has speech for VAD to find
+    said = trained_speech.talk([("English", 12)], seed=2).audio[: 16_000 * 12]
+    speech = write_wav(folder / "speech.wav", said)
     silence = write_wav(folder / "silence.wav", np.zeros(16_000 * 12, np.float32))
     return {
         "mp4": video_with_audio(folder / "clip one.mp4", speech),
@@ -162,7 +166,16 @@ def test_bad_inputs_without_quiet_give_one_line_and_the_batch_goes_on(models, me
 
     (tmp_path / "empty.mp4").touch()
     wav = write_wav(tmp_path / "talk.wav", speech_like(16_000 * 3))
-    cmd = [QWEN3ASR, "transcribe", "--model", str(models("tiny")), "--no-align", "--device", "cpu"]
+    cmd = [
+        QWEN3ASR,
+        "transcribe",
+        "--model",
+        str(models("tiny")),
+        "--no-align",
+        "--device",
+        "cpu",
+        "--no-vad",
+    ]
     cmd += [str(tmp_path / "empty.mp4"), str(wav), str(tmp_path / "missing.wav")]
     if stderr_to == "file":
         with open(tmp_path / "err.log", "w") as log:
@@ -205,7 +218,7 @@ def test_resume_goes_on_from_where_a_killed_run_stopped(models, tmp_path):
     out = tmp_path / "out"
     common = [
         QWEN3ASR, "transcribe", str(wav), "--model", str(models("tiny")), "--aligner", str(models("aligner-tiny")),
-        "--device", "cpu", "--json-progress", "--progressive", "--resume", "--output-dir", str(out), "-f", "srt,json",
+        "--device", "cpu", "--no-vad", "--json-progress", "--progressive", "--resume", "--output-dir", str(out), "-f", "srt,json",
     ]  # fmt: skip
     first = subprocess.Popen([*common, "--start", "40"], stdout=subprocess.PIPE, text=True)
     starts = []
@@ -281,7 +294,7 @@ def test_a_url_without_an_output_folder_lands_in_the_current_one(models, tmp_pat
     with MediaServer(served) as server:
         run = subprocess.run(
             [QWEN3ASR, "transcribe", f"{server.url}/clip.wav", "--model", str(models("tiny")), "--no-align",
-             "--device", "cpu", "--quiet"],
+             "--device", "cpu", "--no-vad", "--quiet"],
             capture_output=True, text=True, cwd=tmp_path,
         )  # fmt: skip
     assert run.returncode == 0, run.stderr

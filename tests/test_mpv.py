@@ -39,7 +39,7 @@ def tiny_engine_opts(models) -> str:
             f"qwen3asr-command={QWEN3ASR}",
             f"qwen3asr-model={models('tiny')}",
             f"qwen3asr-aligner={models('aligner-tiny')}",
-            "qwen3asr-extra_args=--device cpu",
+            "qwen3asr-extra_args=--device cpu --no-vad",
         ]
     )
 

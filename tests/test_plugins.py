@@ -56,6 +56,7 @@ def transcribe(models, *args, log=None):
         "--no-align",
         "--device",
         "cpu",
+        "--no-vad",
         "--quiet",
         *args,
         log=log,
@@ -140,7 +141,9 @@ def test_hook_register_engines_openai_against_our_server(models, wav, tmp_path):
     """The built-in OpenAI-compatible engine, pointed at our own `qwen3asr serve`."""
     from tests.server_process import ServerProcess
 
-    with ServerProcess("--model", str(models("tiny")), "--aligner", str(models("aligner-tiny"))) as server:
+    with ServerProcess(
+        "--no-vad", "--model", str(models("tiny")), "--aligner", str(models("aligner-tiny"))
+    ) as server:
         run = cli(
             "transcribe",
             str(wav),
@@ -148,6 +151,7 @@ def test_hook_register_engines_openai_against_our_server(models, wav, tmp_path):
             "openai",
             "--endpoint",
             f"{server.url}/v1",
+            "--no-vad",
             "--format",
             "json,srt",
             "-o",

@@ -37,3 +37,36 @@ def test_presets_agree_with_official_geometry():
         assert dims["audio_heads"] == geo["audio"]["encoder_attention_heads"]
         assert dims["text_hidden"] == geo["text"]["hidden_size"]
         assert presets[name]["kind"] == geo["kind"]
+
+
+def test_the_wheel_carries_silero_vad_its_licence_and_the_host_files(tmp_path):
+    """What `pip install` puts on a user's machine holds the VAD model (VAD is on by default and nothing is
+    downloaded for it), its MIT licence, the presets and the mpv script: built here as pip builds it."""
+    import hashlib
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    # a copy without earlier build output (setuptools reuses ./build, which would hide a missing file)
+    source = tmp_path / "source"
+    skip = shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__", "trained", "plugins")
+    shutil.copytree(ROOT, source, ignore=skip)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
+        + [str(source)],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("qwen3asr_plugin-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        model = z.read("qwen3asr_plugin/engine/data/silero_vad.onnx")
+        licence = z.read("qwen3asr_plugin/engine/data/SILERO_VAD_LICENSE").decode()
+    shipped = (ROOT / "engine" / "data" / "silero_vad.onnx").read_bytes()
+    assert hashlib.sha256(model).digest() == hashlib.sha256(shipped).digest()
+    assert "MIT License" in licence
+    assert "qwen3asr_plugin/engine/vad.py" in names
+    assert any(n.startswith("qwen3asr_plugin/hosts/mpv/") and n.endswith(".lua") for n in names)
+    assert any(n.startswith("qwen3asr_plugin/models/") and n.endswith(".json") for n in names)

@@ -29,6 +29,7 @@ def transcribe(models, *args, **kw):
             "--no-align",
             "--device",
             "cpu",
+            "--no-vad",
             "--quiet",
             *args,
         ],
@@ -136,6 +137,7 @@ def test_a_stopped_run_leaves_existing_subtitles_and_no_temp_files(models, tmp_p
             "--no-align",
             "--device",
             "cpu",
+            "--no-vad",
             "--json-progress",
             "--overwrite",
             str(src),
@@ -160,7 +162,7 @@ def test_sigterm_during_a_progressive_run_leaves_no_partial_subtitles(models, tm
     run go, with no temporary files; nothing else in the folder changes."""
     src = write_wav(tmp_path / "long.wav", speech_like(16_000 * 120, seed=3))
     proc = subprocess.Popen(
-        [QWEN3ASR, "transcribe", "--model", str(models("tiny")), "--no-align", "--device", "cpu",
+        [QWEN3ASR, "transcribe", "--model", str(models("tiny")), "--no-align", "--device", "cpu", "--no-vad",
          "--json-progress", "--progressive", "--batch-size", "1", str(src)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -262,7 +264,17 @@ def test_damaged_model_folders_name_the_fix(models, tmp_path, edit, message):
     folder = _broken_copy(models, tmp_path, edit)
     wav = write_wav(tmp_path / "a.wav", speech_like(16_000))
     run = subprocess.run(
-        [QWEN3ASR, "transcribe", "--model", str(folder), "--no-align", "--device", "cpu", str(wav)],
+        [
+            QWEN3ASR,
+            "transcribe",
+            "--model",
+            str(folder),
+            "--no-align",
+            "--device",
+            "cpu",
+            "--no-vad",
+            str(wav),
+        ],
         capture_output=True,
         text=True,
     )

@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,14 @@ from qwen3asr_plugin.engine.errors import Qwen3ASRError
 from qwen3asr_plugin.engine.records import Word, join_texts
 from qwen3asr_plugin.plugins import pm
 from qwen3asr_plugin.runner import Cancelled
+from tests.fixtures.trained import speech
+from tests.media import write_wav
 from tests.parity import speech_like
 from tests.server_process import QWEN3ASR, ServerProcess
 from tests.test_subtitle_edit import dotnet_multipart
+
+# The tests' audio is a speech-like tone, not speech: Silero VAD (the default) would leave none of it.
+SPEECH_LIKE = RunOptions(vad_filter=False)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +56,7 @@ def engine(models):
 @pytest.fixture(scope="module")
 def table(engine, talk, tmp_path_factory):
     """A replacement table that hits this model's output: its first word becomes «REPLACED»."""
-    raw = transcribe_to_transcript(engine, talk)
+    raw = transcribe_to_transcript(engine, talk, SPEECH_LIKE)
     first = raw.segments[0].text.split()[0]
     assert first.strip()
     path = tmp_path_factory.mktemp("table") / "table.tsv"
@@ -79,7 +85,7 @@ def test_every_front_end_gives_the_same_cues_and_text(models, engine, talk, tabl
     model, aligner = str(models("tiny")), str(models("aligner-tiny"))
 
     # The Python API: the runner, then a registered writer.
-    api = transcribe_to_transcript(engine, talk, RunOptions(postprocess={"replacements": pairs}))
+    api = transcribe_to_transcript(engine, talk, replace(SPEECH_LIKE, postprocess={"replacements": pairs}))
     assert "«REPLACED»" in api.text and api.text != raw.text
     expected = cues_of_srt(render_subtitles(api, "srt"))
     assert expected and any("«REPLACED»" in c[2] for c in expected)
@@ -87,7 +93,18 @@ def test_every_front_end_gives_the_same_cues_and_text(models, engine, talk, tabl
 
     # The CLI batch.
     cli = subprocess.run(
-        [QWEN3ASR, "transcribe", str(talk), "--model", model, "--aligner", aligner, "--device", "cpu"]
+        [
+            QWEN3ASR,
+            "transcribe",
+            str(talk),
+            "--model",
+            model,
+            "--aligner",
+            aligner,
+            "--device",
+            "cpu",
+            "--no-vad",
+        ]
         + ["--replace", str(path), "-f", "srt,json", "-o", str(tmp_path / "cli"), "--quiet"],
         capture_output=True,
         text=True,
@@ -102,7 +119,19 @@ def test_every_front_end_gives_the_same_cues_and_text(models, engine, talk, tabl
 
     out = tmp_path / "ffmpeg.srt"
     code = ffmpeg_run(
-        ["-i", str(talk), "--model", model, "--aligner", aligner, "--device", "cpu", "--replace", str(path)]
+        [
+            "-i",
+            str(talk),
+            "--model",
+            model,
+            "--aligner",
+            aligner,
+            "--device",
+            "cpu",
+            "--no-vad",
+            "--replace",
+            str(path),
+        ]
         + [str(out)]
     )
     assert code == 0
@@ -112,7 +141,7 @@ def test_every_front_end_gives_the_same_cues_and_text(models, engine, talk, tabl
     from qwen3asr_plugin.hosts.subtitle_edit import run as se_run
 
     request = tmp_path / "request.json"
-    settings = {"model": model, "aligner": aligner, "replacements": str(path)}
+    settings = {"model": model, "aligner": aligner, "replacements": str(path), "vad": False}
     request.write_text(
         json.dumps(
             {"apiVersion": 1, "responseFilePath": str(tmp_path / "response.json"), "videoFileName": str(talk)}
@@ -127,7 +156,7 @@ def test_every_front_end_gives_the_same_cues_and_text(models, engine, talk, tabl
 
     # The server: srt, verbose_json (cues as segments) and SSE.
     audio = talk.read_bytes()
-    with ServerProcess("--model", model, "--aligner", aligner, "--replace", str(path)) as server:
+    with ServerProcess("--no-vad", "--model", model, "--aligner", aligner, "--replace", str(path)) as server:
         results["serve srt"] = cues_of_srt(post(server.url, [("response_format", "srt")], audio))
         verbose = json.loads(
             post(
@@ -176,7 +205,7 @@ def mpv_subtitles(media: Path, model: str, aligner: str, table: Path, folder: Pa
             f"qwen3asr-aligner={aligner}",
             "qwen3asr-from_position=no",
             f"qwen3asr-out_dir={out_dir}",
-            f"qwen3asr-extra_args=--device cpu --replace {table}",
+            f"qwen3asr-extra_args=--device cpu --no-vad --replace {table}",
         ]
     )
     mpv = Mpv(folder / "mpv.sock", f"--script={script_path()}", f"--script-opts={opts}")
@@ -369,17 +398,20 @@ def test_postprocess_hooks_get_only_the_arguments_they_declare(tmp_path):
 
 
 def test_array_input_still_works_through_the_model_api(engine):
-    segments, info = engine.transcribe(np.asarray(speech_like(16_000 * 2)), language="English")
+    segments, info = engine.transcribe(
+        np.asarray(speech_like(16_000 * 2)), language="English", vad_filter=False
+    )
     assert all(s.language == "English" for s in segments) and info.duration == pytest.approx(2.0)
 
 
-def test_the_readme_runner_example_runs(models, talk, capsys):
+def test_the_readme_runner_example_runs(models, tmp_path, capsys):
     """The Python example under README "Plugins", run as written but for the model and the audio file."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     code = readme.split("From Python:\n\n```python\n", 1)[1].split("```", 1)[0]
     assert 'model="qwen3-asr-0.6b"' in code and '"talk.wav"' in code
     code = code.replace('model="qwen3-asr-0.6b"', f'model={str(models("tiny"))!r}, device="cpu"')
-    exec(code.replace('"talk.wav"', repr(str(talk))), {})
+    said = write_wav(tmp_path / "talk.wav", speech.talk([("English", 40)], seed=4).audio)  # speech: VAD on
+    exec(code.replace('"talk.wav"', repr(str(said))), {})
     srt = capsys.readouterr().out
     assert len(cues_of_srt(srt)) >= 2
 
@@ -520,7 +552,9 @@ def test_a_resumed_run_keeps_what_is_done_and_transcribes_only_the_rest(tmp_path
     )
     engine = WindowEngine(60.0)
     run = Transcription(
-        engine, tmp_path / "x.wav", RunOptions(start_seconds=45.0, resume=Resume(((20.0, 30.0),), earlier))
+        engine,
+        tmp_path / "x.wav",
+        RunOptions(vad_filter=False, start_seconds=45.0, resume=Resume(((20.0, 30.0),), earlier)),
     )
     transcript = run.finish()
     assert engine.windows == [(45.0, 60.0), (0.0, 20.0), (30.0, 45.0)]
@@ -557,7 +591,9 @@ def test_start_seconds_transcribes_from_there_then_the_beginning(models, tmp_pat
     wavfile.write(wav, 16_000, (speech_like(16_000 * 50, seed=8) * 32767).astype(np.int16))
     model = ASRModel(models("tiny"), aligner=False, device="cpu")
     seen: list[float] = []
-    segments, info = model.transcribe(wav, start_seconds=30.0, batch_size=1, on_progress=seen.append)
+    segments, info = model.transcribe(
+        wav, start_seconds=30.0, batch_size=1, on_progress=seen.append, vad_filter=False
+    )
     segments = list(segments)
     starts = [s.start for s in segments]
     after = [t >= 30.0 - 1e-6 for t in starts]
@@ -576,8 +612,8 @@ def test_time_offset_moves_every_time(models, tmp_path):
     wav = tmp_path / "rec.wav"
     wavfile.write(wav, 16_000, (speech_like(16_000 * 12, seed=4) * 32767).astype(np.int16))
     model = ASRModel(models("tiny"), aligner=models("aligner-tiny"), device="cpu")
-    plain = transcribe_to_transcript(model, wav, RunOptions())
-    moved = transcribe_to_transcript(model, wav, RunOptions(time_offset=100.0))
+    plain = transcribe_to_transcript(model, wav, SPEECH_LIKE)
+    moved = transcribe_to_transcript(model, wav, replace(SPEECH_LIKE, time_offset=100.0))
     assert plain.segments and len(moved.segments) == len(plain.segments)
     for a, b in zip(plain.segments, moved.segments, strict=True):
         assert (b.start, b.end) == (pytest.approx(a.start + 100), pytest.approx(a.end + 100))

@@ -36,6 +36,7 @@ SE_FIELDS = [
 @pytest.fixture(scope="module")
 def server(models):
     with ServerProcess(
+        "--no-vad",
         "--model",
         str(models("tiny")),
         "--aligner",
@@ -165,7 +166,7 @@ def test_missing_file_and_malformed_body(server):
 
 
 def test_api_key(models):
-    with ServerProcess("--model", str(models("tiny")), "--no-align", "--api-key", "s3cret") as s:
+    with ServerProcess("--no-vad", "--model", str(models("tiny")), "--no-align", "--api-key", "s3cret") as s:
         with pytest.raises(Qwen3ASRError, match="API key"):
             post(s, SE_FIELDS, wav_bytes(1.0))
         assert post(s, SE_FIELDS, wav_bytes(1.0), api_key="s3cret")["segments"]
@@ -206,7 +207,7 @@ def test_load_eight_clients_bounded_memory(models):
         return 0.0
 
     with ServerProcess(
-        "--model", str(models("tiny")), "--no-align", "--max-upload-mb", "1", "--max-queue", "16"
+        "--no-vad", "--model", str(models("tiny")), "--no-align", "--max-upload-mb", "1", "--max-queue", "16"
     ) as s:
         post(s, SE_FIELDS, wav_bytes(2.0))
         baseline = rss_mb(s.proc.pid)
@@ -256,7 +257,7 @@ def test_a_full_queue_answers_503_and_the_queue_goes_on(models):
     body (code server_busy) at once, and the two accepted ones are answered."""
     import time
 
-    with ServerProcess("--model", str(models("tiny")), "--no-align", "--max-upload-mb", "64",
+    with ServerProcess("--no-vad", "--model", str(models("tiny")), "--no-align", "--max-upload-mb", "64",
                        "--max-queue", "1") as s:  # fmt: skip
         long = wav_bytes(600.0, seed=6)  # long enough to still run while the others arrive
         answers: dict[str, object] = {}

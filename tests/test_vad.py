@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from qwen3asr_plugin.engine.vad import MODEL, WINDOW_SECONDS, SileroVad, VadOptions, speech_regions
+from qwen3asr_plugin.engine.vad import (
+    MODEL,
+    WINDOW_SECONDS,
+    SileroVad,
+    SpeechTracker,
+    VadOptions,
+    speech_regions,
+)
 from tests.fixtures.trained import speech
 
 
@@ -98,3 +107,98 @@ def test_the_model_ships_with_its_licence():
     assert MODEL.is_file() and MODEL.stat().st_size > 2_000_000
     licence = (MODEL.parent / "SILERO_VAD_LICENSE").read_text(encoding="utf-8")
     assert "MIT License" in licence and "Silero Team" in licence
+
+
+def whole_stream_regions(scores, options: VadOptions, duration: float) -> list[tuple[float, float]]:
+    """The region rules applied to a whole list of scores at once, written out plainly: the reference the
+    streaming SpeechTracker (which must decide as the scores arrive) is checked against."""
+    low = options.neg_threshold if options.neg_threshold is not None else max(options.threshold - 0.15, 0.01)
+    regions, start, quiet = [], None, None
+    for i, score in enumerate(scores):
+        t = i * WINDOW_SECONDS
+        if start is None:
+            if score >= options.threshold:
+                start, quiet = t, None
+        elif score >= low:
+            quiet = None
+        else:
+            quiet = t if quiet is None else quiet
+            if t + WINDOW_SECONDS - quiet >= options.min_silence_seconds - 1e-9:
+                regions.append((start, quiet))
+                start = quiet = None
+    if start is not None:
+        regions.append((start, quiet if quiet is not None else duration))
+    regions = [r for r in regions if r[1] - r[0] >= max(options.min_speech_seconds, WINDOW_SECONDS) - 1e-9]
+    pad, out = options.speech_pad_seconds, []
+    for i, (a, b) in enumerate(regions):
+        first = max(a - pad, (regions[i - 1][1] + a) / 2 if i else 0.0)
+        last = min(b + pad, (b + regions[i + 1][0]) / 2 if i + 1 < len(regions) else duration)
+        out.append((first, last))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    runs=st.lists(st.tuples(st.floats(0, 1), st.integers(1, 60)), min_size=0, max_size=30),
+    min_silence=st.sampled_from([0.032, 0.1, 0.5, 2.0]),
+    min_speech=st.sampled_from([0.0, 0.25, 1.0]),
+    pad=st.sampled_from([0.0, 0.1, 0.4, 1.5]),
+    tail=st.integers(0, 511),
+)
+def test_streaming_regions_are_the_whole_stream_rules(runs, min_silence, min_speech, pad, tail):
+    """The tracker gives out each region as soon as it is final (before the stream ends), and what it gives
+    is what the rules say for the whole stream: neighbours closer than two pads split the gap, short regions
+    drop without moving their neighbours' pads."""
+    scores = [score for score, count in runs for _ in range(count)]
+    options = VadOptions(
+        min_silence_seconds=min_silence, min_speech_seconds=min_speech, speech_pad_seconds=pad
+    )
+    duration = (max(len(scores) - 1, 0) * 512 + (tail or 512)) / 16_000
+    expected = whole_stream_regions(scores, options, duration)
+    found = speech_regions(scores, options, duration)
+    assert len(found) == len(expected)
+    assert [t for r in found for t in r] == pytest.approx([t for r in expected for t in r], abs=1.5e-3)
+
+
+def test_a_region_is_given_out_once_final_not_at_the_end_of_the_stream():
+    """Streaming: the chunker can transcribe a region while the rest of an hour is still being read."""
+    options = VadOptions(min_silence_seconds=0.5, speech_pad_seconds=0.4)
+    scores = [0.9] * 30 + [0.0] * 2000 + [0.9] * 30 + [0.0] * 10
+    tracker, given = SpeechTracker(options), []
+    for i, score in enumerate(scores):
+        given += [(i, region) for region in tracker.push(score)]
+    assert len(given) == 1 and given[0][1] == (0, 30 * 512 + 6400)
+    # its end pad is final 2 pads after the speech: 0.96 s + 0.8 s = window 55
+    assert given[0][0] == 30 + round(0.8 / WINDOW_SECONDS)
+    assert tracker.finish() == [(2030 * 512 - 6400, 2060 * 512 + 5120)]  # the end pad stops at the end
+
+
+def test_the_command_line_settings_reach_the_run_and_bad_ones_are_one_line():
+    """`--vad/--no-vad` and the four knobs, as `qwen3asr transcribe` (and serve, and the hosts) parse them."""
+    from qwen3asr_plugin.cli import build_parser
+    from qwen3asr_plugin.engine.errors import Qwen3ASRError
+    from qwen3asr_plugin.engine.vad import vad_options
+    from qwen3asr_plugin.options import run_options
+
+    parse = build_parser().parse_args
+    default = run_options(parse(["transcribe", "a.wav"]))
+    assert default.vad_filter is True and default.vad_parameters is None
+    assert run_options(parse(["transcribe", "a.wav", "--no-vad"])).vad_filter is False
+    knobs = [
+        "--vad-threshold",
+        "0.6",
+        "--vad-min-silence",
+        "1",
+        "--vad-min-speech",
+        "0.25",
+        "--vad-pad",
+        "0.2",
+    ]
+    run = run_options(parse(["transcribe", "a.wav", *knobs]))
+    assert vad_options(run.vad_parameters) == VadOptions(0.6, None, 0.25, 1.0, 0.2)
+    served = run_options(parse(["serve", "--no-vad", "--vad-pad", "0.1"]))
+    assert served.vad_filter is False and served.vad_parameters == {"speech_pad_seconds": 0.1}
+    for bad in ({"threshold": 1.5}, {"speech_pad_seconds": -1}, {"pad": 0.3}):
+        with pytest.raises(Qwen3ASRError) as error:
+            vad_options(bad)
+        assert "\n" not in str(error.value)

@@ -114,6 +114,7 @@ class VllmLike:
                         audio[at : at + clip],
                         language=ISO_CODES.get(language) if language else None,
                         context=prompt,
+                        vad_filter=False,  # vLLM hears every clip whole
                     )
                     texts.extend(s.text for s in segments)
             joiner = "" if language in ("ja", "zh") else " "

@@ -50,7 +50,8 @@ PLUGIN_FOLDER = "Qwen3ASR"
 PLATFORM_KEYS = {"win32": "windows", "darwin": "macos"}  # plugin.json's `executables` keys; others: linux
 SETTINGS_VERSION = 1
 # `aligner`: a preset or folder (None: the model preset's own; false: none); `replacements`: a replacement
-# table file (`old<TAB>new` per line), as `--replace` takes; `itn`: Chinese numbers as digits, as `--itn`.
+# table file (`old<TAB>new` per line), as `--replace` takes; `itn`: Chinese numbers as digits, as `--itn`;
+# `vad`: only the speech Silero VAD finds is transcribed (false: everything), as `--vad/--no-vad`.
 DEFAULT_SETTINGS = {
     "engine": "local",
     "model": None,
@@ -59,6 +60,7 @@ DEFAULT_SETTINGS = {
     "endpoint": None,
     "replacements": None,
     "itn": False,
+    "vad": True,
 }
 
 
@@ -104,7 +106,9 @@ def transcribe_request(request: dict, settings: dict, progress=None, cancelled=N
         key: settings[key] for key in ("model", "aligner", "endpoint") if settings[key] not in (None, "")
     }
     engine = load_engine(settings["engine"], **options)
-    run_options = RunOptions(language=settings["language"], postprocess=postprocess)
+    run_options = RunOptions(
+        language=settings["language"], vad_filter=bool(settings["vad"]), postprocess=postprocess
+    )
     watch = {
         "listeners": [Progress(progress)] if progress else [],
         "should_stop": cancelled.is_set if cancelled else None,

@@ -16,6 +16,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..engine.audio import SAMPLE_RATE
+from ..engine.chunking import source_word
 from ..engine.errors import Qwen3ASRError
 from ..engine.languages import NAME_TO_ISO
 from ..engine.records import Segment, TranscriptionInfo, Word
@@ -155,18 +156,16 @@ class OpenAIEngine:
             fields.append(("prompt", context))
         with self.slots:
             result = self.request(fields, f"chunk-{chunk.start_sample}.wav", buf.getvalue(), "audio/wav")
-        offset = chunk.start_seconds
+        # times inside the chunk's audio, mapped to the input's (across what VAD left out of the chunk)
         if ours:
             return [
                 Segment(
                     s.id,
-                    s.start + offset,
-                    s.end + offset,
+                    round(chunk.source_seconds(s.start), 3),
+                    round(chunk.source_seconds(s.end, end=True), 3),
                     s.text,
                     s.language or language,
-                    words=tuple(Word(w.start + offset, w.end + offset, w.word) for w in s.words)
-                    if s.words
-                    else None,
+                    words=tuple(source_word(chunk, w) for w in s.words) if s.words else None,
                 )
                 for s in segments_from_verbose_json(result)
             ]
@@ -178,11 +177,11 @@ class OpenAIEngine:
         return [
             Segment(
                 0,
-                offset,
+                chunk.start_seconds,
                 chunk.end_seconds,
                 text,
                 said,
-                words=tuple(Word(w.start + offset, w.end + offset, w.word) for w in words) if words else None,
+                words=tuple(source_word(chunk, w) for w in words) if words else None,
             )
         ]
 
@@ -193,7 +192,8 @@ class OpenAIEngine:
         language: str | None = None,
         context: str | None = None,
         audio_track: int = 0,
-        vad_filter: bool = False,
+        vad_filter: bool = True,
+        vad_parameters=None,
         temperature_fallback: bool = True,
         start_seconds: float | None = None,
         batch_size: int | None = None,
@@ -208,6 +208,7 @@ class OpenAIEngine:
         from ..engine.audio import iter_audio
         from ..engine.chunking import ChunkOptions, iter_chunks
         from ..engine.media import probe
+        from ..engine.vad import vad_options
 
         duration = probe(source).duration
         start = max(0.0, start_seconds or 0.0)
@@ -226,33 +227,36 @@ class OpenAIEngine:
                 read[0] += block.size
                 yield block
 
+        chunking = ChunkOptions(vad=vad_options(vad_parameters) if vad_filter else None)
+
         def chunks():
+            """(chunk, seconds done once it is): the windows in order, what VAD skips counted as done."""
+            before = 0.0  # the lengths of the windows already done
             for a, b in windows:
                 blocks = counted(
                     iter_audio(source, audio_track, start_seconds=a or None, duration_seconds=b and b - a)
                 )
-                yield from iter_chunks(
-                    blocks, ChunkOptions(vad=vad_filter), first_sample=int(round(a * SAMPLE_RATE))
-                )
+                for chunk in iter_chunks(blocks, chunking, first_sample=int(round(a * SAMPLE_RATE))):
+                    yield chunk, before + chunk.end_seconds - a
+                before += (b if b is not None else duration or 0.0) - a
 
         def segments():
-            done, count = 0.0, 0
+            count = 0
             pool = ThreadPoolExecutor(self.jobs)
             try:
                 pending = []
                 stream = chunks()
                 while True:
-                    for chunk in stream:
-                        pending.append((chunk, pool.submit(self._chunk, chunk, language, context)))
+                    for chunk, at in stream:
+                        pending.append((at, pool.submit(self._chunk, chunk, language, context)))
                         if len(pending) >= self.jobs:
                             break
                     if not pending:
                         break
-                    chunk, future = pending.pop(0)
+                    at, future = pending.pop(0)
                     found = future.result()
-                    done += chunk.n_samples / SAMPLE_RATE
                     if on_progress is not None:
-                        on_progress(chunk.end_seconds if end_seconds is not None else done)
+                        on_progress(at + start if end_seconds is not None else at)
                     for segment in found:
                         if segment.language and segment.language not in info.languages:
                             info.languages.append(segment.language)

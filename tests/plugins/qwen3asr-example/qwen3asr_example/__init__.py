@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -37,6 +37,7 @@ class EchoEngine:
         context: str | None,
         audio_track: int,
         vad_filter: bool,
+        vad_parameters: Mapping[str, float] | None,
         temperature_fallback: bool,
         start_seconds: float | None,
         batch_size: int,
