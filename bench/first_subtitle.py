@@ -5,7 +5,7 @@ anything).
 
     python -m bench.first_subtitle [--preset 0.6b] [--seconds 120] [--position 30] [--runs 2] [--work DIR]
 
-The film is speech-like sound; mpv stays paused at `--position` (where the viewer pressed the key). The model folders are made once under --work (a random
+The film is espeak-ng speech (tests/fixtures/trained/speech.py: VAD, on by default, finds it); mpv stays paused at `--position` (where the viewer pressed the key). The model folders are made once under --work (a random
 checkpoint converted by our converter, ASR and aligner) and reused. Figures from one quiet machine; say which.
 """
 
@@ -33,9 +33,9 @@ def main() -> None:
     from bench import prepare_model
     from qwen3asr_plugin.engine.decoder import preferred_quant
     from qwen3asr_plugin.hosts.mpv import script_path
+    from tests.fixtures.trained import speech
     from tests.media import video_with_audio, write_wav
     from tests.mpv_ipc import Mpv
-    from tests.parity import speech_like
     from tests.server_process import QWEN3ASR
 
     work = args.work or Path(tempfile.gettempdir()) / "qwen3asr-bench"
@@ -44,7 +44,8 @@ def main() -> None:
     _, aligner = prepare_model(work, f"aligner-{args.preset}", ("fp32",), (preferred_quant(),))
     film = work / f"film-{int(args.seconds)}.mp4"
     if not film.exists():
-        video_with_audio(film, write_wav(work / "film.wav", speech_like(int(16_000 * args.seconds), seed=5)))
+        said = speech.talk([("English", args.seconds)], seed=5).audio[: int(16_000 * args.seconds)]
+        video_with_audio(film, write_wav(work / "film.wav", said))
     opts = ",".join(
         [
             f"qwen3asr-command={QWEN3ASR}",

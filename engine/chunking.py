@@ -69,12 +69,22 @@ def source_word(chunk: Chunk, word: Word) -> Word:
     return Word(start, max(start, round(chunk.source_seconds(word.end, end=True), 3)), word.word)
 
 
+# The first chunk's limit: its encoder, decoder and aligner work is a third of a full chunk's, so a player's
+# first subtitle comes that much sooner. Every front end cuts so, so that all give the same subtitles.
+FIRST_CHUNK_SECONDS = 10.0
+
+
 @dataclass(frozen=True)
 class ChunkOptions:
     max_seconds: float = 30.0
     search_seconds: float = 10.0  # the cut is searched in the last `search_seconds` before the limit
     min_seconds: float = 0.5  # shorter chunks are zero-padded (as the reference pads them)
     vad: VadOptions | None = None  # transcribe only the speech Silero VAD finds, with these settings
+    first_max_seconds: float | None = FIRST_CHUNK_SECONDS  # the first chunk's limit (None: max_seconds)
+    # VAD: join speech regions into chunks (the words then need times of their own, from an aligner: without
+    # them a segment's words are spread over its span, which would cross what was cut out); False: a chunk
+    # per region
+    join_regions: bool = True
 
 
 def quiet_cut(x: np.ndarray, lo: int, hi: int, window: int = SAMPLE_RATE // 10) -> int:
@@ -104,36 +114,50 @@ def iter_chunks(
     if options.vad is not None:
         yield from _speech_chunks(blocks, options, first_sample)
         return
-    max_len = int(options.max_seconds * SAMPLE_RATE)
-    search = int(min(options.search_seconds, options.max_seconds / 3) * SAMPLE_RATE)
+    max_len, limit = _limits(options)
     buf = np.zeros(0, dtype=np.float32)
     offset = first_sample  # sample offset of buf[0] in the whole input
     for block in blocks:
         buf = np.concatenate([buf, np.asarray(block, dtype=np.float32)])
-        while buf.size > max_len:
-            cut = quiet_cut(buf, max_len - search, max_len)
+        while buf.size > limit:
+            cut = quiet_cut(buf, limit - _search(options, limit), limit)
             cut = max(cut, SAMPLE_RATE)
             yield _make_chunk(offset, buf[:cut], options)
             buf = buf[cut:]
             offset += cut
+            limit = max_len
     if buf.size:
         yield _make_chunk(offset, buf, options)
+
+
+def _limits(options: ChunkOptions) -> tuple[int, int]:
+    """(every chunk's limit, the first chunk's), in samples."""
+    max_len = int(options.max_seconds * SAMPLE_RATE)
+    first = options.first_max_seconds
+    return max_len, min(max_len, int(first * SAMPLE_RATE)) if first else max_len
+
+
+def _search(options: ChunkOptions, limit: int) -> int:
+    """How far before `limit` a cut is searched for: search_seconds, at most half the limit (a short first
+    chunk is cut in its second half)."""
+    return int(min(options.search_seconds * SAMPLE_RATE, limit / 2))
 
 
 def _speech_chunks(blocks: Iterable[np.ndarray], options: ChunkOptions, first_sample: int) -> Iterator[Chunk]:
     """Chunks made of the speech regions Silero VAD finds as the blocks arrive (positions below are samples
     of the stream; `first_sample` is added on the way out)."""
     assert options.vad is not None
-    max_len = int(options.max_seconds * SAMPLE_RATE)
-    search = int(min(options.search_seconds, options.max_seconds / 3) * SAMPLE_RATE)
+    max_len, limit = _limits(options)
     scorer, tracker = silero().scorer(), SpeechTracker(options.vad)
     buf, buf_at = np.zeros(0, np.float32), 0  # the audio still needed, and the stream sample of buf[0]
     pending: list[tuple[int, np.ndarray]] = []  # the next chunk's regions so far: (start, audio)
     done = 0  # every sample before this is in a chunk or skipped
 
     def flush() -> Iterator[Chunk]:
+        nonlocal limit
         if not pending:
             return
+        limit = max_len
         pieces, at = [], 0
         for start, audio in pending:
             pieces.append((at, first_sample + start, audio.size))
@@ -145,9 +169,9 @@ def _speech_chunks(blocks: Iterable[np.ndarray], options: ChunkOptions, first_sa
     def cut_long(a: int, hi: int) -> Iterator[Chunk]:
         """Chunks of the limit out of speech [a, hi) while more than the limit of it is held."""
         nonlocal done
-        while hi - a > max_len:
+        while hi - a > limit:
             yield from flush()
-            cut = a + quiet_cut(buf[a - buf_at : hi - buf_at], max_len - search, max_len)
+            cut = a + quiet_cut(buf[a - buf_at : hi - buf_at], limit - _search(options, limit), limit)
             cut = max(cut, a + SAMPLE_RATE)
             pending.append((a, buf[a - buf_at : cut - buf_at].copy()))
             yield from flush()
@@ -160,10 +184,12 @@ def _speech_chunks(blocks: Iterable[np.ndarray], options: ChunkOptions, first_sa
             return
         yield from cut_long(a, b)
         a = max(a, done)
-        if sum(audio.size for _, audio in pending) + (b - a) > max_len:
+        if sum(audio.size for _, audio in pending) + (b - a) > limit:
             yield from flush()
         pending.append((a, buf[a - buf_at : b - buf_at].copy()))
         done = b
+        if not options.join_regions:
+            yield from flush()
 
     read = 0
     for block in blocks:
@@ -175,6 +201,8 @@ def _speech_chunks(blocks: Iterable[np.ndarray], options: ChunkOptions, first_sa
                 yield from add(region)
         if tracker.start is not None and tracker.closed is None:  # a long region is cut as it is heard
             yield from cut_long(max(done, tracker.start - tracker.pad), tracker.windows * WINDOW)
+        if pending and tracker.windows * WINDOW - pending[0][0] > limit:
+            yield from flush()  # speech heard a chunk's length ago goes now (sparse speech, a live input)
         # what a region may still need: from a pad before the windows to come, the region waiting for its
         # end pad, and the open region (from where it was last cut)
         keep = tracker.windows * WINDOW - tracker.pad

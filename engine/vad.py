@@ -148,6 +148,10 @@ class SpeechTracker:
             return out
         if score >= self.low:
             self.quiet_since = None
+            if self.closed is not None and t + WINDOW - self.start >= self.min_speech:
+                # the open region will be kept (it ends no earlier than this window): the waiting one's end
+                # is final now, halfway between them, and is not held until the open region ends
+                out.append(self._give(min(self.closed[1] + self.pad, (self.closed[1] + self.start) // 2)))
             return out
         if self.quiet_since is None:
             self.quiet_since = t
@@ -172,7 +176,7 @@ class SpeechTracker:
         if b - a < self.min_speech:
             return []
         out = []
-        first = max(a - self.pad, self.given)
+        first = max(a - self.pad, self.given)  # (the halfway point, if the previous region was given for it)
         if self.closed is not None:
             middle = (self.closed[1] + a) // 2
             out.append(self._give(min(self.closed[1] + self.pad, middle)))

@@ -174,7 +174,8 @@ class ASRModel:
         `start_seconds` transcribes from there to the end first, then the beginning (what a player wants:
         subtitles where the viewer is, soonest); `on_progress` then counts seconds done in that order.
         `batch_size` chunks are decoded together (default 4: faster; their segments arrive together); `first_batch_size`
-        1 gets the first segment out soonest (for progressive outputs). `end_seconds` transcribes the one
+        1 gets the first segment out soonest (for progressive outputs; the first chunk is at most 10 s long
+        in any case). `end_seconds` transcribes the one
         window [start_seconds, end_seconds) of a file and nothing else (the runner fills the gaps of a resumed
         transcript so); `on_progress` then gets the position reached."""
         options = TranscribeOptions(
@@ -182,7 +183,9 @@ class ASRModel:
             context=context or "",
             temperature_fallback=temperature_fallback,
             chunking=ChunkOptions(
-                max_seconds=chunk_seconds, vad=vad_options(vad_parameters) if vad_filter else None
+                max_seconds=chunk_seconds,
+                vad=vad_options(vad_parameters) if vad_filter else None,
+                join_regions=self.aligner is not None,  # words need their own times across the joins
             ),
             batch_size=batch_size or TranscribeOptions.batch_size,
             first_batch_size=first_batch_size,

@@ -161,6 +161,9 @@ class Transcription:
             keywords = {
                 name: getattr(self.options, name) for name in ENGINE_KEYWORDS if name != "on_progress"
             }
+            taken = inspect.signature(self.engine.transcribe).parameters
+            if "vad_parameters" not in taken and not any(p.kind == p.VAR_KEYWORD for p in taken.values()):
+                del keywords["vad_parameters"]  # an engine written before it: VAD on or off is all it takes
             if self.options.resume is not None and self._windows():
                 yield from self._resumed(keywords)
             else:

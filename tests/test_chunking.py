@@ -39,7 +39,7 @@ def speech_with_silences(seconds_of_speech: list[float], silence: float = 0.6, s
 def test_cuts_land_inside_the_silences():
     rng = np.random.default_rng(1)
     audio, silences = speech_with_silences(list(rng.uniform(2.0, 6.0, 60)))
-    chunks = split_audio(audio, ChunkOptions(max_seconds=30))
+    chunks = split_audio(audio, ChunkOptions(max_seconds=30, first_max_seconds=None))
     assert len(chunks) > 5
     for chunk in chunks[1:]:
         cut = chunk.start_sample
@@ -279,3 +279,42 @@ def test_the_engine_takes_the_vad_settings_it_is_given(models, talk):
     decoded.clear()
     list(engine.transcribe(audio, vad_filter=False)[0])
     assert sum(decoded) == audio.size
+
+
+def test_the_first_chunk_is_short_so_a_player_shows_subtitles_soon(talk):
+    """At most 10 s (cut in its second half, in a pause where there is one), then chunks of up to 30 s
+    again: with and without VAD."""
+    rng = np.random.default_rng(3)
+    audio, silences = speech_with_silences(list(rng.uniform(1.0, 4.0, 60)))
+    chunks = split_audio(audio)
+    assert 5 * SR <= chunks[0].n_samples <= 10 * SR
+    assert any(lo <= chunks[0].n_samples <= hi for lo, hi in silences)
+    assert all(c.n_samples > 19 * SR for c in chunks[1:-1]) and len(chunks) > 3
+    assert split_audio(audio, ChunkOptions(first_max_seconds=None))[0].n_samples > 19 * SR
+    spoken = vad_chunks(talk.audio)
+    assert spoken[0].n_samples <= 10 * SR and max(c.n_samples for c in spoken[1:]) > 15 * SR
+
+
+def test_sparse_speech_is_not_held_back_for_more_speech(talk):
+    """2 s said, then a long silence: the chunk with it comes out once the first chunk's limit (10 s) of
+    input has passed, not when 30 s of speech has piled up (a live input would lag by minutes)."""
+    said = speech.talk([("English", 2)], seed=13).audio
+    audio = np.concatenate([said, np.zeros(SR * 100, np.float32), said])
+    read = []
+
+    def blocks():
+        for i in range(0, audio.size, SR):
+            read.append(i + SR)
+            yield audio[i : i + SR]
+
+    first = next(iter_chunks(blocks(), ChunkOptions(vad=VadOptions())))
+    assert first.start_sample < SR and read[-1] <= (said.size / SR + 12) * SR, read[-1] / SR
+
+
+def test_without_word_times_regions_are_not_joined(talk):
+    """Without an aligner a segment's words are spread over its span: a chunk per speech region keeps them
+    off the non-speech that was cut out."""
+    chunks = list(iter_chunks([talk.audio], ChunkOptions(vad=VadOptions(), join_regions=False)))
+    assert len(chunks) >= 4 and all(len(c.pieces) == 1 for c in chunks)
+    joined = vad_chunks(talk.audio)
+    assert spans(joined) == spans(chunks)  # the same speech, cut the same way

@@ -624,3 +624,28 @@ def test_time_offset_moves_every_time(models, tmp_path):
         (pytest.approx(c.start + 100), pytest.approx(c.end + 100), c.text) for c in plain.cues
     ]
     assert moved.duration == pytest.approx(plain.duration + 100)
+
+
+def test_an_engine_written_before_vad_parameters_still_runs(tmp_path):
+    """A plugin's engine with the Engine protocol as it was (no `vad_parameters`) gets every other keyword."""
+
+    class Before(ScriptedEngine):
+        def transcribe(
+            self, source, *, language, context, audio_track, vad_filter, temperature_fallback,
+            start_seconds, batch_size, first_batch_size, on_progress,
+        ):  # fmt: skip
+            return super().transcribe(
+                source, language=language, context=context, audio_track=audio_track, vad_filter=vad_filter,
+                temperature_fallback=temperature_fallback, start_seconds=start_seconds, batch_size=batch_size,
+                first_batch_size=first_batch_size, on_progress=on_progress,
+            )  # fmt: skip
+
+    engine = Before(SEGMENTS[:1], 22.0)
+    transcript = transcribe_to_transcript(
+        engine, tmp_path / "x.wav", RunOptions(vad_parameters={"threshold": 0.6})
+    )
+    assert transcript.text == "later words" and engine.calls[0]["vad_filter"] is True
+    assert "vad_parameters" not in engine.calls[0]
+    full = ScriptedEngine(SEGMENTS[:1], 22.0)  # one that takes them gets them
+    transcribe_to_transcript(full, tmp_path / "x.wav", RunOptions(vad_parameters={"threshold": 0.6}))
+    assert full.calls[0]["vad_parameters"] == {"threshold": 0.6}

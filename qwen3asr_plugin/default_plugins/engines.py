@@ -227,7 +227,10 @@ class OpenAIEngine:
                 read[0] += block.size
                 yield block
 
-        chunking = ChunkOptions(vad=vad_options(vad_parameters) if vad_filter else None)
+        chunking = ChunkOptions(
+            vad=vad_options(vad_parameters) if vad_filter else None,
+            join_regions=self.aligner_name is not None,  # words need their own times across the joins
+        )
 
         def chunks():
             """(chunk, seconds done once it is): the windows in order, what VAD skips counted as done."""
