@@ -129,6 +129,11 @@ class TranscriptionServer:
         granularities = {str(g) for g in form.getlist("timestamp_granularities[]")}
         prompt = str(form.get("prompt") or "") or None
         stream = str(form.get("stream") or "false").lower() == "true"
+        # `vad` (ours): true or false overrides the server's --vad/--no-vad for this request (a qwen3asr client
+        # sends false: its chunks are what its own VAD, or its --no-vad, left)
+        vad = str(form.get("vad") or "").lower()
+        if vad not in ("", "true", "false"):
+            return error(400, "vad must be true or false", param="vad")
         suffix = Path(upload.filename or "audio").suffix[:10]
         fd, tmp = tempfile.mkstemp(prefix="qwen3asr-upload-", suffix=suffix)
         streaming = False  # the upload then belongs to the stream, which removes it
@@ -150,6 +155,8 @@ class TranscriptionServer:
                     code="server_busy",
                 )
             options = replace(self.run_options, language=language, context=prompt)
+            if vad:
+                options = replace(options, vad_filter=vad == "true")
             name = upload.filename or "upload"
             if stream:
                 streaming = True

@@ -81,7 +81,8 @@ def test_a_vllm_server_hears_what_the_local_engine_hears(local, talk, tmp_path):
 
 
 def test_our_server_hears_the_same(local, models, talk, tmp_path):
-    with ServerProcess("--no-vad", "--model", str(models("tiny")), "--no-align") as server:
+    """The server's VAD is on (its default); the client's --no-vad still holds: it asks for none (`vad`)."""
+    with ServerProcess("--model", str(models("tiny")), "--no-align") as server:
         run = remote(server.url, talk, tmp_path, "--jobs", "2")
     assert run.returncode == 0, run.stderr
     data = json.loads((tmp_path / "talk.json").read_text(encoding="utf-8"))

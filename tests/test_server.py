@@ -301,3 +301,17 @@ def test_a_full_queue_answers_503_and_the_queue_goes_on(models):
         assert not isinstance(answers["first"], Exception), answers["first"]
         assert not isinstance(answers["second"], Exception), answers["second"]
         assert answers["second"]["segments"] is not None
+
+
+def test_a_request_can_set_vad_for_itself(server):
+    """This server runs with --no-vad (the tests' tone is not speech); `vad=true` on a request turns VAD on for
+    that request alone (nothing heard in the tone), `vad=false` keeps it off; any other value is a 400."""
+    from qwen3asr_plugin.engine.errors import Qwen3ASRError
+
+    audio = wav_bytes(4.0)
+    on = post(server, [*SE_FIELDS, ("vad", "true")], audio)
+    off = post(server, [*SE_FIELDS, ("vad", "false")], audio)
+    plain = post(server, SE_FIELDS, audio)
+    assert on["segments"] == [] and off["segments"] and off["segments"] == plain["segments"]
+    with pytest.raises(Qwen3ASRError, match="vad must be true or false"):
+        post(server, [*SE_FIELDS, ("vad", "maybe")], audio)

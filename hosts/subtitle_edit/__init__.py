@@ -238,7 +238,11 @@ def retranscribe_lines(
             piece = Path(temp) / f"lines-{run[0] + 1}.wav"
             wavfile.write(piece, SAMPLE_RATE, np.concatenate(audio))
             transcript = transcribe_to_transcript(  # lines chosen on purpose: all of their audio, no VAD
-                engine, piece, replace(options, vad_filter=False), listeners=listeners, should_stop=should_stop
+                engine,
+                piece,
+                replace(options, vad_filter=False),
+                listeners=listeners,
+                should_stop=should_stop,
             )
             language = language or transcript.language
             for w in timed_words(transcript.segments):

@@ -148,6 +148,7 @@ class OpenAIEngine:
         if ours:
             fields += [("response_format", "verbose_json"), ("timestamp_granularities[]", "word")]
             fields += [("timestamp_granularities[]", "segment")]
+            fields += [("vad", "false")]  # this side's VAD (or its --no-vad) already chose the audio
         else:
             fields += [("response_format", "json")]
         if language:
