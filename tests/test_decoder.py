@@ -187,7 +187,8 @@ def test_detected_language_and_no_speech(models, monkeypatch):
         p.decoder, "generate_batch", lambda prompts, *a, **k: [next(outputs) for _ in prompts]
     )
     audio = np.concatenate([speech_like(16_000 * 20)] * 3)  # three chunks of 20 s
-    segments, info = transcribe_array(p, audio, TranscribeOptions(chunking=ChunkOptions(max_seconds=25)))
+    options = TranscribeOptions(chunking=ChunkOptions(max_seconds=25, first_max_seconds=None))  # three chunks
+    segments, info = transcribe_array(p, audio, options)
     segments = list(segments)
     assert [(s.language, s.text) for s in segments] == [("English", "hello world"), ("Chinese", "你好")]
     assert segments[0].start == 0.0 and segments[1].start > segments[0].end  # the silent chunk left a gap
@@ -282,9 +283,9 @@ def test_token_budget_scales_with_audio(models, monkeypatch):
         return real(prompts, audios, max_new_tokens, *a, **k)
 
     monkeypatch.setattr(p.decoder, "generate_batch", spy)
-    for seconds in (7.0, 12.5):
+    for seconds in (7.0, 9.5):  # one chunk each (a first chunk is at most 10 s)
         list(transcribe_array(p, speech_like(int(16_000 * seconds)), TranscribeOptions())[0])
-    assert asked == [24 + 70, 24 + 125]
+    assert asked == [24 + 70, 24 + 95]
     short = transcribe_chunk(p, speech_like(16_000), None, "", max_new_tokens=5)
     assert len(short.tokens) <= 5
 

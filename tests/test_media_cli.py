@@ -230,7 +230,7 @@ def test_resume_goes_on_from_where_a_killed_run_stopped(models, tmp_path):
             break
     first.wait(30)
     state = json.loads((out / "talk.resume.json").read_text(encoding="utf-8"))
-    [(a, b)] = state["done"]  # from 40 s, in chunks of 20-30 s cut where it is quietest
+    [(a, b)] = state["done"]  # from 40 s, a first chunk of 5-10 s cut where it is quietest
     assert a == 40.0 and b <= 75.0 and state["source"] == str(wav)
     kept = [(s["start"], s["text"]) for s in state["segments"] if a <= s["start"] < b]
     assert kept
@@ -245,7 +245,9 @@ def test_resume_goes_on_from_where_a_killed_run_stopped(models, tmp_path):
     assert ranges[0] == [[a, b]] and [[10.0, b]] in ranges  # the kept range, then on from --start 10
     assert ranges[-1] == [[0.0, 75.0]]
     cues = pysubs2.load(str(out / "talk.srt"))
-    assert cues[0].start < 10_000 and cues[-1].end > 70_000
+    # the second run's cues from the beginning and the first run's kept ones from 40 s (random weights say
+    # nothing in some chunks, so no cue is promised near the end)
+    assert cues[0].start < 10_000 and any(c.start >= 40_000 for c in cues)
     final = json.loads((out / "talk.json").read_text(encoding="utf-8"))["segments"]
     from qwen3asr_plugin.engine.writers import clean  # the json writer drops control characters
 

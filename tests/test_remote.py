@@ -122,7 +122,7 @@ def test_a_batch_of_short_files_keeps_the_server_busy(local, tmp_path):
 
 
 def test_jobs_bounds_the_requests_in_flight_over_the_whole_batch(local, tmp_path):
-    """Three files of three chunks each with --jobs 2: two files run at once, each with chunks to send, and
+    """Three files of three or four chunks each with --jobs 2: two files run at once, each with chunks to send, and
     still at most two requests are in flight."""
     files = [write_wav(tmp_path / f"long{i}.wav", speech_like(16_000 * 65, seed=30 + i)) for i in range(3)]
     with VllmLikeServer(local) as server:
@@ -132,4 +132,5 @@ def test_jobs_bounds_the_requests_in_flight_over_the_whole_batch(local, tmp_path
             capture_output=True, text=True,
         )  # fmt: skip
     assert run.returncode == 0, run.stderr
-    assert server.api.most_in_flight == 2 and len(server.api.log) == 9
+    chunks = sum(len(list(iter_chunks(iter_audio(f), ChunkOptions()))) for f in files)  # the client's cuts
+    assert server.api.most_in_flight == 2 and len(server.api.log) == chunks >= 9
