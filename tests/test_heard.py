@@ -50,7 +50,7 @@ MPV_BAR = 3  # of 10 moments mid-word, those at which mpv shows that word: 4
 VAD_KEPT_BAR = 0.0
 LOOP_BAR = 8  # the most times one 4-word sequence recurs in the talk: 1
 # words written inside the music, noise or silence that nobody said there: 3 with VAD (the default; its speech
-# region runs 8 s into the music, README: Transcribe), 0 with --no-vad
+# region runs 8 s into the music, README: Transcribe); bench/vad.py counts 6 with --no-vad
 INVENTED_BAR = 3
 MISPLACED_BAR = 2  # real words the aligner put inside a quiet section: "走" and "Sing", 0.2 s early (VAD on)
 LONG_TALK = [
