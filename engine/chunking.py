@@ -120,8 +120,7 @@ def iter_chunks(
     for block in blocks:
         buf = np.concatenate([buf, np.asarray(block, dtype=np.float32)])
         while buf.size > limit:
-            cut = quiet_cut(buf, limit - _search(options, limit), limit)
-            cut = max(cut, SAMPLE_RATE)
+            cut = _cut_point(buf, options, limit)
             yield _make_chunk(offset, buf[:cut], options)
             buf = buf[cut:]
             offset += cut
@@ -137,10 +136,11 @@ def _limits(options: ChunkOptions) -> tuple[int, int]:
     return max_len, min(max_len, int(first * SAMPLE_RATE)) if first else max_len
 
 
-def _search(options: ChunkOptions, limit: int) -> int:
-    """How far before `limit` a cut is searched for: search_seconds, at most half the limit (a short first
-    chunk is cut in its second half)."""
-    return int(min(options.search_seconds * SAMPLE_RATE, limit / 2))
+def _cut_point(x: np.ndarray, options: ChunkOptions, limit: int) -> int:
+    """Where to cut `x` (longer than `limit`): its quietest point in the last search_seconds before the limit
+    (at most half the limit: a short first chunk is cut in its second half), and at least 1 s in."""
+    search = int(min(options.search_seconds * SAMPLE_RATE, limit / 2))
+    return max(quiet_cut(x, limit - search, limit), SAMPLE_RATE)
 
 
 def _speech_chunks(blocks: Iterable[np.ndarray], options: ChunkOptions, first_sample: int) -> Iterator[Chunk]:
@@ -171,8 +171,7 @@ def _speech_chunks(blocks: Iterable[np.ndarray], options: ChunkOptions, first_sa
         nonlocal done
         while hi - a > limit:
             yield from flush()
-            cut = a + quiet_cut(buf[a - buf_at : hi - buf_at], limit - _search(options, limit), limit)
-            cut = max(cut, a + SAMPLE_RATE)
+            cut = a + _cut_point(buf[a - buf_at : hi - buf_at], options, limit)
             pending.append((a, buf[a - buf_at : cut - buf_at].copy()))
             yield from flush()
             a = done = cut

@@ -91,21 +91,23 @@ def test_every_front_end_gives_the_same_cues_and_text(models, engine, talk, tabl
     assert expected and any("«REPLACED»" in c[2] for c in expected)
     results = {}
 
+    # the same model, aligner, table and (for the tone) no VAD for every front end that takes arguments
+    engine_args = [
+        "--model",
+        model,
+        "--aligner",
+        aligner,
+        "--device",
+        "cpu",
+        "--no-vad",
+        "--replace",
+        str(path),
+    ]
+
     # The CLI batch.
     cli = subprocess.run(
-        [
-            QWEN3ASR,
-            "transcribe",
-            str(talk),
-            "--model",
-            model,
-            "--aligner",
-            aligner,
-            "--device",
-            "cpu",
-            "--no-vad",
-        ]
-        + ["--replace", str(path), "-f", "srt,json", "-o", str(tmp_path / "cli"), "--quiet"],
+        [QWEN3ASR, "transcribe", str(talk), *engine_args]
+        + ["-f", "srt,json", "-o", str(tmp_path / "cli"), "--quiet"],
         capture_output=True,
         text=True,
     )
@@ -118,22 +120,7 @@ def test_every_front_end_gives_the_same_cues_and_text(models, engine, talk, tabl
     from qwen3asr_plugin.hosts.ffmpeg import run as ffmpeg_run
 
     out = tmp_path / "ffmpeg.srt"
-    code = ffmpeg_run(
-        [
-            "-i",
-            str(talk),
-            "--model",
-            model,
-            "--aligner",
-            aligner,
-            "--device",
-            "cpu",
-            "--no-vad",
-            "--replace",
-            str(path),
-        ]
-        + [str(out)]
-    )
+    code = ffmpeg_run(["-i", str(talk), *engine_args, str(out)])
     assert code == 0
     results["ffmpeg"] = cues_of_srt(out.read_text(encoding="utf-8"))
 
