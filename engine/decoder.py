@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import ModelError
 from .gguf_export import DECODER_QUANTS, decoder_file
-from .llama_runtime import llama, native_bf16
+from .llama_runtime import Device, clear_errors, gpu_devices, last_error, llama, native_bf16
 from .model_folder import ModelInfo
 from .prompt import Prompt
 
@@ -29,6 +31,7 @@ class DecoderOptions:
     threads: int = 0  # 0: all cores
     gpu_layers: int = 0  # layers offloaded when llama.cpp has a GPU backend; -1 = all
     device_index: int = 0
+    gpu_asked: bool = False  # the user asked for a GPU (--device gpu|cuda|dml): say so if none decodes
     context_tokens: int = 4096
     batch_tokens: int = 1024  # the largest prefill handed to llama.cpp in one call
     kv_f32: bool = False  # f32 KV cache (exact parity); f16 halves its memory
@@ -109,6 +112,14 @@ def preferred_quant() -> str:
     return quant_order(False, native_bf16())[0]
 
 
+@functools.cache
+def _say_cpu_decoding() -> None:
+    sys.stderr.write(
+        "note: the decoder runs on the CPU: this llama.cpp has no GPU backend or sees no GPU "
+        "(`qwen3asr devices`; README, Install)\n"
+    )
+
+
 class TextDecoder:
     """One llama.cpp model and context for a model folder."""
 
@@ -118,16 +129,28 @@ class TextDecoder:
         self.info = info
         self.options = options
         available = [q for q in DECODER_QUANTS if decoder_file(q) in info.files]
-        gpu = options.gpu_layers != 0 and bool(L.llama_supports_gpu_offload())
+        self.device = self._device(options)
+        gpu = self.device is not None
         self.quant = options.quant or default_quant(available, gpu, native_bf16())
         path = info.path(decoder_file(self.quant))
         mp = L.llama_model_default_params()
         mp.n_gpu_layers = options.gpu_layers if gpu else 0
-        mp.main_gpu = options.device_index
+        if gpu:
+            # One GPU, the one asked for: llama.cpp honours main_gpu only without a layer split across GPUs
+            # (src/llama.cpp, llama_model_load's LLAMA_SPLIT_MODE_NONE), and these models fit on one.
+            mp.split_mode = L.LLAMA_SPLIT_MODE_NONE
+            mp.main_gpu = self.device.index
         mp.use_extra_bufts = options.extra_buffer_types
         self.path = path
+        clear_errors()
         self.model = L.llama_model_load_from_file(str(path).encode(), mp)
         if not self.model:
+            if gpu:
+                raise ModelError(
+                    f"{path}: llama.cpp cannot load it on GPU {self.device.index} ({self.device.description}"
+                    f"{', ' + last_error() if last_error() else ''}); if its memory is full, offload fewer "
+                    "layers (--gpu-layers N) or use --device cpu"
+                )
             raise ModelError(
                 f"{path}: llama.cpp cannot load it; convert the model again (`qwen3asr convert`)"
             )
@@ -145,6 +168,24 @@ class TextDecoder:
         self.seq_tokens = 0
         self.eos_ids = set(info.eos_token_ids) | {info.token_ids["im_end"]}
         self._piece_buf = ctypes.create_string_buffer(256)
+
+    @staticmethod
+    def _device(options: DecoderOptions) -> Device | None:
+        """The GPU the decoder offloads to, or None (no layers asked for, or a CPU-only llama.cpp)."""
+        if options.gpu_layers == 0:
+            return None
+        gpus = gpu_devices()
+        if not gpus:
+            if options.gpu_asked:
+                _say_cpu_decoding()
+            return None
+        if not 0 <= options.device_index < len(gpus):
+            names = ", ".join(f"{d.index}: {d.description}" for d in gpus)
+            raise ModelError(
+                f"--device-index {options.device_index}: llama.cpp sees {len(gpus)} GPU"
+                f"{'s' if len(gpus) != 1 else ''} ({names}); choose one of these"
+            )
+        return gpus[options.device_index]
 
     def _make_context(self, n_seq: int, seq_tokens: int) -> None:
         """A llama.cpp context for `n_seq` sequences of up to `seq_tokens` each (one KV stream per sequence)."""
@@ -165,10 +206,15 @@ class TextDecoder:
         if self._embeddings:
             cp.embeddings = True
             cp.pooling_type = L.LLAMA_POOLING_TYPE_NONE
+        clear_errors()
         self.ctx = L.llama_init_from_model(self.model, cp)
         if not self.ctx:
+            where = f" on GPU {self.device.index} ({self.device.description})" if self.device else ""
+            reason = f": {last_error()}" if last_error() else ""
+            hint = "; offload fewer layers (--gpu-layers N) or use --device cpu" if self.device else ""
             raise ModelError(
                 f"{self.path}: llama.cpp could not create a context ({n_seq} x {seq_tokens} tokens)"
+                f"{where}{reason}{hint}"
             )
         self.n_seq, self.seq_tokens = n_seq, seq_tokens
         self._tok_batch = L.llama_batch_init(max(self.batch_tokens, n_seq), 0, 1)

@@ -8,6 +8,7 @@ import functools
 import os
 import sys
 import threading
+from dataclasses import dataclass
 
 _lock = threading.Lock()
 _ready = False
@@ -122,3 +123,71 @@ def native_bf16() -> bool:
     if forced in ("0", "1"):
         return forced == "1"
     return "AVX512_BF16" in cpu_features() and "AVX512_BF16" not in missing_cpu_features()
+
+
+# ggml-backend.h, enum ggml_backend_dev_type
+_DEV_GPU, _DEV_IGPU = 1, 2
+
+
+@dataclass(frozen=True)
+class Device:
+    """A GPU llama.cpp can offload to; `index` is what `--device-index` (llama.cpp's main_gpu) counts."""
+
+    index: int
+    name: str  # the backend's device name, e.g. CUDA0, Vulkan0, Metal
+    description: str
+    free: int  # bytes
+    total: int
+
+
+def _ggml(lib) -> ctypes.CDLL:
+    """The ggml device API, reached through llama.cpp's library (dlsym also searches its dependencies)."""
+    size_t = ctypes.c_size_t
+    lib.ggml_backend_dev_count.restype = size_t
+    lib.ggml_backend_dev_count.argtypes = []
+    lib.ggml_backend_dev_get.restype = ctypes.c_void_p
+    lib.ggml_backend_dev_get.argtypes = [size_t]
+    for name in ("ggml_backend_dev_name", "ggml_backend_dev_description"):
+        getattr(lib, name).restype = ctypes.c_char_p
+        getattr(lib, name).argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_type.restype = ctypes.c_int
+    lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
+    lib.ggml_backend_dev_memory.restype = None
+    lib.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, ctypes.POINTER(size_t), ctypes.POINTER(size_t)]
+    return lib
+
+
+def gpu_devices() -> list[Device]:
+    """The GPUs the decoder can use, in the order llama.cpp numbers them for main_gpu (src/llama.cpp,
+    llama_model_load's device list: discrete GPUs, and integrated ones only when there is no discrete one).
+    Empty for a CPU-only build of llama.cpp."""
+    L = llama()
+    if not L.llama_supports_gpu_offload():
+        return []
+    lib = _ggml(L.llama_cpp._lib)
+    found: dict[int, list] = {_DEV_GPU: [], _DEV_IGPU: []}
+    for i in range(lib.ggml_backend_dev_count()):
+        dev = lib.ggml_backend_dev_get(i)
+        kind = lib.ggml_backend_dev_type(dev)
+        if kind in found:
+            found[kind].append(dev)
+    chosen = found[_DEV_GPU] or found[_DEV_IGPU]
+    result = []
+    for index, dev in enumerate(chosen):
+        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        lib.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+        result.append(
+            Device(
+                index,
+                (lib.ggml_backend_dev_name(dev) or b"").decode("utf-8", "replace"),
+                (lib.ggml_backend_dev_description(dev) or b"").decode("utf-8", "replace"),
+                free.value,
+                total.value,
+            )
+        )
+    return result
+
+
+def library_path() -> str:
+    """The llama.cpp library in use: llama-cpp-python's own, or the build LLAMA_CPP_LIB_PATH names."""
+    return llama().llama_cpp._lib._name

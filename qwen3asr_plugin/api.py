@@ -103,6 +103,10 @@ def render_subtitles(transcript: Transcript, format: str = "srt") -> str:
     return render(format, transcript, output_formats())
 
 
+def _gpu_asked(device: str | None) -> bool:
+    return (device or "auto").lower() in ("gpu", "cuda", "dml", "directml")
+
+
 class ASRModel:
     """A Qwen3-ASR model loaded once (encoder sessions and llama.cpp decoder)."""
 
@@ -131,7 +135,11 @@ class ASRModel:
             precision=encoder_precision, device=device, device_index=device_index, threads=threads
         )
         decoder = DecoderOptions(
-            quant=decoder_quant, threads=threads, gpu_layers=gpu_layers, device_index=device_index
+            quant=decoder_quant,
+            threads=threads,
+            gpu_layers=gpu_layers,
+            device_index=device_index,
+            gpu_asked=_gpu_asked(device),
         )
         if aligner is True:
             aligner = preset_aligner(model)
@@ -266,7 +274,12 @@ class Aligner:
             gpu_layers = 0 if device == "cpu" else -1
         encoder, decoder = _options or (
             EncoderOptions(device=device, device_index=device_index, threads=threads),
-            DecoderOptions(threads=threads, gpu_layers=gpu_layers, device_index=device_index),
+            DecoderOptions(
+                threads=threads,
+                gpu_layers=gpu_layers,
+                device_index=device_index,
+                gpu_asked=_gpu_asked(device),
+            ),
         )
         decoder = replace(decoder, quant=decoder_quant or None, context_tokens=4096)
         self.engine = ForcedAligner(self.info, replace(encoder, precision=None), decoder)

@@ -227,6 +227,38 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_devices(args: argparse.Namespace) -> int:
+    import json
+
+    import llama_cpp
+
+    from .engine.llama_runtime import gpu_devices, library_path
+    from .engine.providers import available_providers
+
+    gpus = gpu_devices()
+    found = {
+        "encoder": {"onnxruntime_providers": available_providers()},
+        "decoder": {
+            "llama_cpp_python": llama_cpp.__version__,
+            "library": library_path(),
+            "gpus": [
+                {"index": d.index, "name": d.name, "description": d.description, "total_mib": d.total >> 20}
+                for d in gpus
+            ],
+        },
+    }
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    print(f"encoder (onnxruntime): {', '.join(found['encoder']['onnxruntime_providers'])}")
+    print(f"decoder (llama.cpp through llama-cpp-python {llama_cpp.__version__}): {library_path()}")
+    if not gpus:
+        print("  CPU only: this llama.cpp has no GPU backend, or sees no GPU (see the README's Install)")
+    for d in gpus:
+        print(f"  --device-index {d.index}: {d.name}, {d.description}, {d.total >> 20} MiB")
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from .engine import model_store
 
@@ -396,6 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="installed plugins and the hooks each implements")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_plugins)
+
+    p = sub.add_parser("devices", help="where the encoder and the decoder can run (GPUs, providers, library)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_devices)
 
     p = sub.add_parser("models", help="list, locate or download models")
     p.add_argument("action", choices=["list", "path", "pull"])

@@ -405,3 +405,34 @@ def test_a_marker_written_again_inside_the_text_is_dropped():
     assert parse_output([1, 2, 9, 3, 4], 9, detokenize, None).text == "Hello world."
     assert parse_output([1, 2, 9, 9, 3], 9, detokenize, None).text == "Hello"
     assert parse_output([3, 4, 1, 2, 9, 5], 9, detokenize, "English").text == "Hello world. Again"  # forced
+
+
+def test_a_cpu_only_llama_cpp_decodes_on_the_cpu_and_says_so_once(models, tmp_path):
+    """This machine's llama.cpp has no GPU backend (tests/test_gpu_offload.py covers one that has): asked for
+    a GPU, the decoder runs on the CPU with one note on stderr, once per process; the default `auto` says
+    nothing. `qwen3asr devices` tells the same."""
+    code = (
+        "from qwen3asr_plugin.engine.decoder import DecoderOptions, TextDecoder\n"
+        "from qwen3asr_plugin.engine.model_folder import load_model_info\n"
+        "import sys\n"
+        "info = load_model_info(sys.argv[1])\n"
+        "for _ in range(2):\n"
+        "    d = TextDecoder(info, DecoderOptions(gpu_layers=-1, gpu_asked=sys.argv[2] == '1'))\n"
+        "    assert d.device is None\n"
+    )
+    folder = str(models("tiny"))
+    asked = subprocess.run([sys.executable, "-c", code, folder, "1"], capture_output=True, text=True)
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stderr.count("note: the decoder runs on the CPU") == 1, asked.stderr
+    auto = subprocess.run([sys.executable, "-c", code, folder, "0"], capture_output=True, text=True)
+    assert auto.returncode == 0 and "decoder runs on the CPU" not in auto.stderr, auto.stderr
+    devices = subprocess.run(
+        [sys.executable, "-m", "qwen3asr_plugin", "devices", "--json"], capture_output=True, text=True
+    )
+    import json
+
+    found = json.loads(devices.stdout)
+    assert found["decoder"]["gpus"] == [] and found["decoder"]["library"].endswith(
+        ("libllama.so", "llama.dll")
+    )
+    assert "CPUExecutionProvider" in found["encoder"]["onnxruntime_providers"]
