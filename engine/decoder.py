@@ -326,8 +326,16 @@ class TextDecoder:
             )
         self._ensure_context(1, total + 1)
         self.reset()
-        self._decode_tokens(prefix, 0, False)
-        self._decode_embeddings(audio, len(prefix))
+        # In embedding mode llama.cpp outputs every token of a batch (src/llama-context.cpp, decode:
+        # output_all), each through the whole output layer (151,936 rows at the official vocabulary) into a
+        # logits buffer of that many floats per token. Only the text part's states are wanted, so the prefix
+        # and the audio (most of the input) go in with embedding mode off and no outputs.
+        self.L.llama_set_embeddings(self.ctx, False)
+        try:
+            self._decode_tokens(prefix, 0, False)
+            self._decode_embeddings(audio, len(prefix))
+        finally:
+            self.L.llama_set_embeddings(self.ctx, True)
         start = len(prefix) + audio.shape[0]
         rows = []
         b = self._tok_batch
