@@ -31,6 +31,8 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", type=Path, help="keep the converted models here (default: a temp folder)")
+    parser.add_argument("--asr", type=Path, default=TRAINED / "asr", help="ASR checkpoint (a retrained one)")
+    parser.add_argument("--aligner", type=Path, default=TRAINED / "aligner", help="aligner checkpoint")
     args = parser.parse_args()
     os.environ["QWEN3ASR_LOAD_PLUGINS"] = ""  # the built-in pipeline alone, whatever plugins are installed
 
@@ -43,10 +45,10 @@ def main() -> None:
     plan = [(kind, float(seconds)) for kind, seconds in (p.split(":") for p in args.plan.split(","))]
     work = args.work or Path(tempfile.mkdtemp(prefix="qwen3asr-vad-"))
     models = []
-    for name in ("asr", "aligner"):
+    for name, checkpoint in (("asr", args.asr), ("aligner", args.aligner)):
         out = work / name
         if not (out / "model.json").exists():
-            convert(TRAINED / name, out, encoder_precisions=("fp32",), decoder_quants=("f32",))
+            convert(checkpoint, out, encoder_precisions=("fp32",), decoder_quants=("f32",))
         models.append(str(out))
     talk = speech.talk(plan, seed=args.seed)
     wav = write_wav(work / "talk.wav", talk.audio)

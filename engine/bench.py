@@ -18,6 +18,7 @@ from .audio import SAMPLE_RATE
 from .chunking import ChunkOptions
 from .decoder import DecoderOptions, TextDecoder
 from .encoder import AudioEncoder, EncoderOptions
+from .floors import Machine, encoder_flops, text_flops
 from .mel import log_mel
 from .model_folder import ModelInfo
 from .pipeline import TranscribeOptions
@@ -30,6 +31,7 @@ class StageTime:
     seconds: float
     detail: str = ""
     count: int = 0  # tokens for prefill and decode, audio tokens for the encoder
+    floor: float = 0.0  # seconds at best on this machine (engine/floors.py); 0: not estimated
 
 
 def peak_rss_mb() -> float:
@@ -57,9 +59,10 @@ def run_bench(
     aligner_info: ModelInfo | None = None,
     chunk_seconds: float = ChunkOptions.max_seconds,
     batch_size: int = TranscribeOptions.batch_size,
+    machine: Machine | None = None,
 ) -> list[StageTime]:
     """Time every stage over `audio` cut into chunk_seconds pieces; `tokens` decoded in all, `batch_size`
-    chunks at a time as the pipeline decodes them."""
+    chunks at a time as the pipeline decodes them. With `machine`, each stage also gets its floor."""
     n = int(chunk_seconds * SAMPLE_RATE)
     chunks = [audio[i : i + n] for i in range(0, audio.size, n)]
     per_chunk = max(1, tokens // len(chunks))
@@ -69,7 +72,9 @@ def run_bench(
     mels = [log_mel(c, info.mel) for c in chunks]
     stages.append(StageTime("mel", time.perf_counter() - t0))
 
+    t0 = time.perf_counter()
     encoder = AudioEncoder(info, EncoderOptions(precision=encoder_precision, device="cpu", threads=threads))
+    loading = time.perf_counter() - t0
     t0 = time.perf_counter()
     embeddings = [encoder.encode(m) for m in mels]
     n_audio = sum(e.shape[0] for e in embeddings)
@@ -78,10 +83,16 @@ def run_bench(
             "encoder", time.perf_counter() - t0, f"{encoder.precision}, {n_audio} audio tokens", n_audio
         )
     )
+    if machine:
+        stages[-1].floor = sum(encoder_flops(info.audio, m.shape[1]) for m in mels) / machine.sgemm
+
+    t0 = time.perf_counter()
 
     decoder = TextDecoder(info, DecoderOptions(quant=decoder_quant, threads=threads))
+    loading += time.perf_counter() - t0
     prefill = decode = 0.0
-    n_prompt = 0
+    n_prompt = prefill_flops = 0
+    steps = 0
     for first in range(0, len(embeddings), max(1, batch_size)):
         group = embeddings[first : first + max(1, batch_size)]
         prompts = [build_asr_prompt(decoder.tokenize, info.token_ids, e.shape[0]) for e in group]
@@ -95,12 +106,15 @@ def run_bench(
         decode += time.perf_counter() - t1
         prefill += t1 - t0
         n_prompt += sum(p - per_chunk for p in positions)
+        prefill_flops += sum(text_flops(info.text, p - per_chunk, 0, 1) for p in positions)
+        steps += per_chunk
     stages.append(
         StageTime(
             "prefill",
             prefill,
             f"{decoder.quant}, {n_prompt} tokens, {n_prompt / prefill:.0f} tok/s",
             n_prompt,
+            prefill_flops / machine.sgemm if machine else 0.0,
         )
     )
     n_dec = per_chunk * len(chunks)
@@ -110,6 +124,8 @@ def run_bench(
             decode,
             f"{n_dec} tokens, {n_dec / decode:.1f} tok/s, {min(batch_size, len(chunks))} at once",
             n_dec,
+            # every step reads the weights once for all its chunks (the tied output layer: the whole file)
+            steps * decoder.path.stat().st_size / machine.bandwidth if machine else 0.0,
         )
     )
     decoder.close()
@@ -117,27 +133,55 @@ def run_bench(
     if aligner_info is not None:
         from .aligner import ForcedAligner, split_units
 
+        t0 = time.perf_counter()
         aligner = ForcedAligner(
             aligner_info,
             EncoderOptions(precision=encoder_precision, device="cpu", threads=threads),
             DecoderOptions(quant=decoder_quant, threads=threads, context_tokens=4096),
         )
+        loading += time.perf_counter() - t0
         words_per_chunk = max(1, per_chunk * 2 // 3)  # about 1.5 tokens per word
         text = " ".join(["word"] * words_per_chunk)
         t0 = time.perf_counter()
+        flops = 0.0
         for c in chunks:
-            aligner.slot_classes(c, split_units(text))
-        stages.append(StageTime("align", time.perf_counter() - t0, f"{words_per_chunk * len(chunks)} words"))
+            units = split_units(text)
+            aligner.slot_classes(c, units)
+            n_frames = log_mel(c, aligner_info.mel).shape[1]
+            prefix, text_part = aligner.input_ids(aligner.encoder.num_tokens(n_frames), units)
+            n_all = len(prefix) + aligner.encoder.num_tokens(n_frames) + len(text_part)
+            # the text part is output in embedding mode, each position through the output layer
+            flops += encoder_flops(aligner_info.audio, n_frames)
+            flops += text_flops(aligner_info.text, n_all, 0, len(text_part))
+        stages.append(
+            StageTime(
+                "align",
+                time.perf_counter() - t0,
+                f"{words_per_chunk * len(chunks)} words",
+                floor=flops / machine.sgemm if machine else 0.0,
+            )
+        )
+    # Making the sessions and loading the weights (from a warm disk cache, as a second run finds them).
+    stages.append(
+        StageTime("load", loading, "encoder sessions, decoder" + (", aligner" if aligner_info else ""))
+    )
     return stages
 
 
-def report(stages: list[StageTime], audio_seconds: float) -> str:
+def report(stages: list[StageTime], audio_seconds: float, machine: Machine | None = None) -> str:
     total = sum(s.seconds for s in stages)
-    lines = [f"{'stage':8} {'seconds':>8} {'share':>6}  detail"]
+    lines = [f"{'stage':8} {'seconds':>8} {'share':>6} {'floor':>7} {'x floor':>7}  detail"]
     for s in stages:
-        lines.append(f"{s.name:8} {s.seconds:8.2f} {100 * s.seconds / total:5.1f}%  {s.detail}")
+        floor = f"{s.floor:7.2f} {s.seconds / s.floor:7.1f}" if s.floor else f"{'':7} {'':7}"
+        lines.append(f"{s.name:8} {s.seconds:8.2f} {100 * s.seconds / total:5.1f}% {floor}  {s.detail}")
+    floors = sum(s.floor for s in stages)
     lines.append(
-        f"{'total':8} {total:8.2f}         RTF {total / audio_seconds:.3f} "
-        f"({audio_seconds:.0f} s of audio); peak memory {peak_rss_mb():.0f} MB"
+        f"{'total':8} {total:8.2f}        {f'{floors:7.2f}' if floors else '':7}          RTF "
+        f"{total / audio_seconds:.3f} ({audio_seconds:.0f} s of audio); peak memory {peak_rss_mb():.0f} MB"
     )
+    if machine:
+        lines.append(
+            f"floors: matrix products at {machine.sgemm / 1e9:.0f} GFLOP/s (ONNX Runtime f32, measured here), "
+            f"weights read at {machine.bandwidth / 1e9:.1f} GB/s (measured here); engine/floors.py"
+        )
     return "\n".join(lines)

@@ -171,6 +171,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         audio = synthetic_speech(args.seconds)
     threads = args.threads or (os.cpu_count() or 1)
     batch_size = args.batch_size or TranscribeOptions.batch_size
+    from .engine.floors import measure
+
+    machine = measure(threads)
     print(
         f"model {info.folder} ({info.source.get('repo') or 'local'}); {threads} threads; "
         f"{args.tokens} decoded tokens forced; {batch_size} chunks decoded together"
@@ -184,8 +187,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         args.decoder_quant,
         aligner_info,
         batch_size=batch_size,
+        machine=machine,
     )
-    print(report(stages, audio.size / SAMPLE_RATE))
+    print(report(stages, audio.size / SAMPLE_RATE, machine))
     return 0
 
 

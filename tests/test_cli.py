@@ -93,10 +93,16 @@ def test_bench_reports_every_stage(models):
     )
     assert run.returncode == 0, run.stderr
     lines = {line.split()[0]: line for line in run.stdout.splitlines() if line.strip()}
-    for stage in ("mel", "encoder", "prefill", "decode", "align", "total"):
+    for stage in ("mel", "encoder", "prefill", "decode", "align", "load", "total"):
         assert stage in lines, run.stdout
     assert "30 tokens" in lines["decode"] and "2 at once" in lines["decode"]  # 3 chunks of 10 tokens
     assert "RTF" in lines["total"] and "peak memory" in lines["total"]
+    # Each computing stage beside its floor (engine/floors.py): seconds, share, floor, times the floor.
+    for stage in ("encoder", "prefill", "decode", "align"):
+        words = lines[stage].split()
+        seconds, floor, times = float(words[1]), float(words[3]), float(words[4])
+        assert times > 0 and (floor == 0 or abs(times - seconds / floor) <= 0.1 * times), lines[stage]
+    assert "GFLOP/s" in lines["floors:"] and "GB/s" in lines["floors:"]
 
 
 def test_bad_inputs_without_quiet_as_a_script_runs_it(tiny_model, tmp_path):
