@@ -32,31 +32,15 @@ def sgemm_gflops(n: int = 2048, repeats: int = 5, threads: int = 2) -> dict[str,
     """fp32 matrix product n x n x n, best of `repeats`, through numpy's BLAS, ONNX Runtime's MLAS and torch (the
     reference's own). A library may pick older kernels on a CPU it does not know, so the fastest is the
     machine's limit."""
-    import onnxruntime as ort
     import torch
-    from onnx import TensorProto, helper
+
+    from qwen3asr_plugin.engine.floors import onnxruntime_sgemm
 
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
     a @ b
     out = {"numpy": 2 * n**3 / min(_timed(lambda: a @ b) for _ in range(repeats)) / 1e9}
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["a", "b"], ["c"])],
-        "sgemm",
-        [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ab"],
-        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
-    )
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(
-        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
-        so,
-        providers=["CPUExecutionProvider"],
-    )
-    sess.run(None, {"a": a, "b": b})
-    out["onnxruntime"] = (
-        2 * n**3 / min(_timed(lambda: sess.run(None, {"a": a, "b": b})) for _ in range(repeats)) / 1e9
-    )
+    out["onnxruntime"] = onnxruntime_sgemm(threads, n, n, n) / 1e9
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     ta @ tb
     out["torch"] = 2 * n**3 / min(_timed(lambda: ta @ tb) for _ in range(repeats)) / 1e9

@@ -56,42 +56,61 @@ def text_flops(dims: TextDims, tokens: int, before: int = 0, outputs: int = 0) -
     return dims.num_hidden_layers * (tokens * projections + attention) + outputs * 2 * d * dims.vocab_size
 
 
-def measure(threads: int, seconds: float = 0.5) -> Machine:
-    """This machine's f32 matrix-product speed and read bandwidth, through ONNX Runtime at `threads`."""
+def _session(node, inputs, output, threads: int):
     import onnxruntime as ort
+    from onnx import helper
+
+    graph = helper.make_graph([node], "m", inputs, [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _best(run, seconds: float) -> float:
+    """The shortest of repeated runs (at least three, for at least `seconds`), after one to warm up."""
+    run()
+    times, start = [], time.perf_counter()
+    while time.perf_counter() - start < seconds or len(times) < 3:
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def onnxruntime_sgemm(
+    threads: int, m: int = 512, k: int = 2048, n: int = 2048, seconds: float = 0.5
+) -> float:
+    """FLOP/s of ONNX Runtime's f32 MatMul (m x k by k x n) at `threads`."""
     from onnx import TensorProto, helper
 
-    def session(node, inputs, output):
-        graph = helper.make_graph([node], "m", inputs, [output])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-
-    def best(run) -> float:
-        run()
-        times, start = [], time.perf_counter()
-        while time.perf_counter() - start < seconds or len(times) < 3:
-            t0 = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
-    m, k, n = 512, 2048, 2048
     f32 = TensorProto.FLOAT
-    mm = session(
+    mm = _session(
         helper.make_node("MatMul", ["a", "b"], ["c"]),
         [helper.make_tensor_value_info("a", f32, [m, k]), helper.make_tensor_value_info("b", f32, [k, n])],
         helper.make_tensor_value_info("c", f32, [m, n]),
+        threads,
     )
-    a, b = np.ones((m, k), np.float32), np.ones((k, n), np.float32)
-    sgemm = 2 * m * k * n / best(lambda: mm.run(None, {"a": a, "b": b}))
-    big = np.ones((1 << 27,), np.float32)  # 512 MiB
-    total = session(
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((m, k), dtype=np.float32), rng.standard_normal((k, n), dtype=np.float32)
+    return 2 * m * k * n / _best(lambda: mm.run(None, {"a": a, "b": b}), seconds)
+
+
+def read_bandwidth(threads: int, n_bytes: int = 1 << 29, seconds: float = 0.5) -> float:
+    """Bytes/s ONNX Runtime reads summing an `n_bytes` tensor at `threads`."""
+    from onnx import TensorProto, helper
+
+    big = np.ones((n_bytes // 4,), np.float32)
+    total = _session(
         helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0),
-        [helper.make_tensor_value_info("x", f32, [big.size])],
-        helper.make_tensor_value_info("y", f32, []),
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [big.size])],
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, []),
+        threads,
     )
-    bandwidth = big.nbytes / best(lambda: total.run(None, {"x": big}))
-    return Machine(sgemm, bandwidth)
+    return big.nbytes / _best(lambda: total.run(None, {"x": big}), seconds)
+
+
+def measure(threads: int, seconds: float = 0.5) -> Machine:
+    """This machine's f32 matrix-product speed and read bandwidth, through ONNX Runtime at `threads`."""
+    return Machine(onnxruntime_sgemm(threads, seconds=seconds), read_bandwidth(threads, seconds=seconds))
