@@ -134,7 +134,14 @@ def source_stem(source) -> str:
     if is_url(str(source)):
         from urllib.parse import unquote, urlparse
 
-        return Path(unquote(urlparse(str(source)).path)).stem or "stream"
+        # The path's last segment as sent, then unquoted: an escaped "/" (%2F) is part of the name, not a
+        # folder; characters no file name may hold on some system become "_". hosts/mpv/qwen3asr.lua
+        # (url_stem) names the same way.
+        last = unquote(urlparse(str(source)).path.rsplit("/", 1)[-1])
+        last = re.sub(r'[\\/:*?"<>|\x00-\x1f\x7f]', "_", last)
+        stem = re.match(r"^(.+)\.[^.]*$", last, re.S)
+        stem = stem.group(1) if stem else last
+        return stem if stem.strip(".") else "stream"
     return Path(source).stem
 
 

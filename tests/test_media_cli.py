@@ -481,3 +481,20 @@ def test_the_head_of_joined_mpeg_ts_is_exact(tmp_path):
     joined.write_bytes(b"".join(parts))
     got = sum(b.size for b in read_blocks(joined, start_seconds=start, duration_seconds=seconds)) / 16_000
     assert got == pytest.approx(seconds, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("url", "stem"),
+    [
+        ("https://example.org/a/film.mp4?t=3#x", "film"),
+        ("https://example.org/a%2Fb%3Ac.mp4", "a_b_c"),  # an escaped "/" is in the name, not a folder
+        ("https://example.org/My%20Film.v2.mkv", "My Film.v2"),
+        ("https://example.org/a%5Cb%00c", "a_b_c"),  # no backslash, no control character in a file name
+        ("https://example.org/%2E%2E", "stream"),
+        ("https://example.org/", "stream"),
+    ],
+)
+def test_outputs_for_a_url_are_named_from_its_last_segment(url, stem):
+    from qwen3asr_plugin.engine.media import source_stem
+
+    assert source_stem(url) == stem

@@ -398,13 +398,15 @@ local function resolved_audio(opened)
     return nil, "no audio stream found in what yt-dlp resolved"
 end
 
--- The name the engine gives outputs for a URL (media.source_stem): the last part of its path, unquoted,
--- without its extension; "stream" when the path has none.
+-- The name the engine gives outputs for a URL (media.source_stem): the last part of its path as sent, then
+-- unquoted (an escaped "/" is part of the name), characters no file name may hold made "_", without its
+-- extension; "stream" when nothing but dots is left.
 local function url_stem(url)
     local path = url:gsub("^%a[%w+.-]*://[^/]*", ""):gsub("[?#].*$", "")
     local last = (path:match("([^/]*)$") or ""):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
+    last = last:gsub('[%c\\/:*?"<>|]', "_")
     local stem = last:match("^(.+)%.[^%.]*$") or last
-    return stem ~= "" and stem or "stream"
+    return stem:find("[^%.]") and stem or "stream"
 end
 
 -- The cookies the ytdl hook handed mpv for `url` (cookies-file=memory://, Netscape format: domain, subdomains,
