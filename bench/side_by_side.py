@@ -2,16 +2,16 @@
 attention), on the same random weights and audio, with the same forced number of output tokens.
 
     python -m bench.side_by_side [--preset 0.6b|1.7b] [--seconds 60] [--tokens 200] [--threads 2] [--batch 4]
-        [--work DIR]
+        [--work DIR] [--no-mtmd] [--no-align]
 
 Ours runs in this machine's default pairing (fp32 encoder; bf16 decoder where llama.cpp has bf16 dot products,
 else q8_0), one chunk at a time and batched, and with the other CPU decoder type and the int8 encoder.
 
 Also prints the machine's limits the engine is compared against: measured SGEMM throughput (numpy, ONNX
 Runtime and torch; the fastest counts) and memory bandwidth (read and copy), and what they imply (decode
-floor: weight bytes per token over bandwidth). llama.cpp's own Qwen3-ASR path (mtmd) is not run here:
-building its CLI takes about 8 minutes; an earlier run of its `llama-mtmd-cli` (q8_0 text, f16 mmproj) on the
-Ice Lake Xeon measured RTF about 0.41 for 60 s with 100 tokens.
+floor: weight bytes per token over bandwidth). Then llama.cpp's own Qwen3-ASR path (libmtmd, bench/mtmd.py:
+the checkpoint converted by llama.cpp's converter, q8_0 text and f16 mmproj) on the same audio and forced
+tokens, and ours with the aligner (the whole job), with the ratios. faster-whisper is not run yet.
 Weights are random, so only speed means anything; all figures are from one run.
 """
 
@@ -135,6 +135,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=4, help="chunks decoded together (default 4)")
     parser.add_argument("--work", type=Path)
+    parser.add_argument("--no-mtmd", action="store_true", help="leave out llama.cpp's own path (libmtmd)")
+    parser.add_argument("--no-align", action="store_true", help="leave out our whole job (with the aligner)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
@@ -177,6 +179,27 @@ def main() -> None:
         f"fp32+{other}": bench("fp32", other, args.batch),
         f"int8+{quant}": bench("int8", quant, args.batch),
     }
+    whole = None
+    if not args.no_align:  # the job users run: word times from the aligner of the same size
+        _, aligner = prepare_model(work, f"aligner-{args.preset}", ("fp32",), (quant,))
+        whole = run_bench(
+            info,
+            audio,
+            args.tokens,
+            args.threads,
+            "fp32",
+            quant,
+            load_model_info(aligner),
+            batch_size=args.batch,
+        )
+    mtmd = None
+    if not args.no_mtmd:
+        from bench.mtmd import convert as mtmd_convert
+        from bench.mtmd import run as mtmd_run
+
+        n = 30 * 16_000
+        pieces = [audio[i : i + n] for i in range(0, audio.size, n)]
+        mtmd = mtmd_run(*mtmd_convert(ckpt, work), pieces, max(1, args.tokens // len(pieces)), args.threads)
     ref = reference_times(ckpt, info.token_ids, audio, args.tokens, 30.0)
     times = {name: {st.name: st.seconds for st in stages} for name, stages in runs.items()}
     counts = {st.name: st.count for st in runs[default]}
@@ -199,6 +222,24 @@ def main() -> None:
         f"{'RTF':9} {rt / args.seconds:15.3f}"
         + "".join(f" {v / args.seconds:24.3f} {'':6}" for v in totals.values())
     )
+
+    ours = totals[default]
+    if mtmd:
+        theirs = mtmd["encode+prefill"] + mtmd["decode"]
+        print(
+            f"\nllama.cpp's own path (libmtmd of llama-cpp-python, q8_0 text + f16 mmproj, bench/mtmd.py): "
+            f"encode+prefill {mtmd['encode+prefill']:.2f} s, decode {mtmd['decode']:.2f} s, total {theirs:.2f} s "
+            f"(RTF {theirs / args.seconds:.3f}; {mtmd['prompt tokens']} prompt tokens); ours ({default}) "
+            f"{ours:.2f} s: {theirs / ours:.2f}x"
+        )
+    if whole:
+        job = sum(st.seconds for st in whole if st.name != "load")
+        align = next(st.seconds for st in whole if st.name == "align")
+        line = f"ours, the whole job ({default}, aligner included): {job:.2f} s (align {align:.2f} s), RTF "
+        line += f"{job / args.seconds:.3f}"
+        if mtmd:
+            line += f"; mtmd's ASR part alone takes {theirs / job:.2f}x that (target: 2x)"
+        print(line)
 
     t = info.text
     n_chunks = max(1, int(np.ceil(args.seconds / 30.0)))

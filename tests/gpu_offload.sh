@@ -24,7 +24,7 @@ if [ ! -e "$cache/libllama.so" ]; then
     if ! grep -q "VK_EXT_layer_settings" /usr/include/vulkan/vulkan_core.h 2>/dev/null; then
         mkdir -p "$work/apt/lists/partial" "$work/apt/archives/partial"
         echo "deb http://deb.debian.org/debian trixie main" > "$work/apt/trixie.list"
-        apt_private=(-o "Dir::Etc::SourceList=$work/apt/trixie.list" -o "Dir::Etc::SourceParts=-"
+        apt_private=(-o "Dir::Etc::SourceList=$work/apt/trixie.list" -o "Dir::Etc::SourceParts=-" -o APT::Sandbox::User=root
             -o "Dir::State::Lists=$work/apt/lists" -o "Dir::Cache::Archives=$work/apt/archives")
         apt-get "${apt_private[@]}" update -qq >/dev/null
         (cd "$work" && apt-get "${apt_private[@]}" download libvulkan-dev/trixie >/dev/null)
