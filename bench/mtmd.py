@@ -87,17 +87,21 @@ def run(text: Path, mmproj: Path, chunks: list[np.ndarray], tokens_per_chunk: in
     t0 = time.perf_counter()
     mp = L.llama_model_default_params()
     model = L.llama_model_load_from_file(str(text).encode(), mp)
+    if not model:
+        raise RuntimeError(f"llama.cpp could not load {text}")
     cp = L.llama_context_default_params()
     cp.n_ctx, cp.n_batch, cp.n_ubatch = 4096, 2048, 2048
     cp.n_threads = cp.n_threads_batch = threads
     ctx = L.llama_init_from_model(model, cp)
+    if not ctx:
+        raise RuntimeError(f"llama.cpp could not make a context for {text}")
     mparams = mtmd.mtmd_context_params_default()
     mparams.use_gpu = False
     mparams.n_threads = threads
     mparams.print_timings = False
     mctx = mtmd.mtmd_init_from_file(str(mmproj).encode(), model, mparams)
-    if not model or not ctx or not mctx:
-        raise RuntimeError(f"llama.cpp could not load {text} with {mmproj}")
+    if not mctx:
+        raise RuntimeError(f"libmtmd could not load {mmproj}")
     load = time.perf_counter() - t0
     vocab = L.llama_model_get_vocab(model)
     n_vocab = L.llama_vocab_n_tokens(vocab)

@@ -31,7 +31,14 @@ class StageTime:
     seconds: float
     detail: str = ""
     count: int = 0  # tokens for prefill and decode, audio tokens for the encoder
-    floor: float = 0.0  # seconds at best on this machine (engine/floors.py); 0: not estimated
+    flops: float = 0.0  # matrix-product FLOPs of the stage (engine/floors.py)
+    bytes_read: float = 0.0  # weight bytes the stage must read (decode)
+
+    def floor(self, machine: Machine | None) -> float:
+        """Seconds at best on `machine`; 0 when not estimated."""
+        if machine is None:
+            return 0.0
+        return self.flops / machine.sgemm + self.bytes_read / machine.bandwidth
 
 
 def peak_rss_mb() -> float:
@@ -59,10 +66,9 @@ def run_bench(
     aligner_info: ModelInfo | None = None,
     chunk_seconds: float = ChunkOptions.max_seconds,
     batch_size: int = TranscribeOptions.batch_size,
-    machine: Machine | None = None,
 ) -> list[StageTime]:
     """Time every stage over `audio` cut into chunk_seconds pieces; `tokens` decoded in all, `batch_size`
-    chunks at a time as the pipeline decodes them. With `machine`, each stage also gets its floor."""
+    chunks at a time as the pipeline decodes them. Each stage also gets its FLOPs (or bytes) for its floor."""
     n = int(chunk_seconds * SAMPLE_RATE)
     chunks = [audio[i : i + n] for i in range(0, audio.size, n)]
     per_chunk = max(1, tokens // len(chunks))
@@ -83,8 +89,7 @@ def run_bench(
             "encoder", time.perf_counter() - t0, f"{encoder.precision}, {n_audio} audio tokens", n_audio
         )
     )
-    if machine:
-        stages[-1].floor = sum(encoder_flops(info.audio, m.shape[1]) for m in mels) / machine.sgemm
+    stages[-1].flops = sum(encoder_flops(info.audio, m.shape[1]) for m in mels)
 
     t0 = time.perf_counter()
 
@@ -114,7 +119,7 @@ def run_bench(
             prefill,
             f"{decoder.quant}, {n_prompt} tokens, {n_prompt / prefill:.0f} tok/s",
             n_prompt,
-            prefill_flops / machine.sgemm if machine else 0.0,
+            flops=prefill_flops,
         )
     )
     n_dec = per_chunk * len(chunks)
@@ -125,7 +130,7 @@ def run_bench(
             f"{n_dec} tokens, {n_dec / decode:.1f} tok/s, {min(batch_size, len(chunks))} at once",
             n_dec,
             # every step reads the weights once for all its chunks (the tied output layer: the whole file)
-            steps * decoder.path.stat().st_size / machine.bandwidth if machine else 0.0,
+            bytes_read=steps * decoder.path.stat().st_size,
         )
     )
     decoder.close()
@@ -143,24 +148,19 @@ def run_bench(
         words_per_chunk = max(1, per_chunk * 2 // 3)  # about 1.5 tokens per word
         text = " ".join(["word"] * words_per_chunk)
         t0 = time.perf_counter()
-        flops = 0.0
         for c in chunks:
+            aligner.slot_classes(c, split_units(text))
+        seconds = time.perf_counter() - t0
+        flops = 0.0
+        for c in chunks:  # what was computed, counted after the timing
             units = split_units(text)
-            aligner.slot_classes(c, units)
             n_frames = log_mel(c, aligner_info.mel).shape[1]
-            prefix, text_part = aligner.input_ids(aligner.encoder.num_tokens(n_frames), units)
-            n_all = len(prefix) + aligner.encoder.num_tokens(n_frames) + len(text_part)
+            n_audio = aligner.encoder.num_tokens(n_frames)
+            prefix, text_part = aligner.input_ids(n_audio, units)
             # the text part is output in embedding mode, each position through the output layer
             flops += encoder_flops(aligner_info.audio, n_frames)
-            flops += text_flops(aligner_info.text, n_all, 0, len(text_part))
-        stages.append(
-            StageTime(
-                "align",
-                time.perf_counter() - t0,
-                f"{words_per_chunk * len(chunks)} words",
-                floor=flops / machine.sgemm if machine else 0.0,
-            )
-        )
+            flops += text_flops(aligner_info.text, len(prefix) + n_audio + len(text_part), 0, len(text_part))
+        stages.append(StageTime("align", seconds, f"{words_per_chunk * len(chunks)} words", flops=flops))
     # Making the sessions and loading the weights (from a warm disk cache, as a second run finds them).
     stages.append(
         StageTime("load", loading, "encoder sessions, decoder" + (", aligner" if aligner_info else ""))
@@ -168,16 +168,25 @@ def run_bench(
     return stages
 
 
-def report(stages: list[StageTime], audio_seconds: float, machine: Machine | None = None) -> str:
+def report(
+    stages: list[StageTime],
+    audio_seconds: float,
+    machine: Machine | None = None,
+    peak_mb: float | None = None,
+) -> str:
+    """The table; `peak_mb` is the peak memory to show (taken before measuring the machine, whose 512 MiB
+    probe would otherwise be the peak of a small model's run)."""
     total = sum(s.seconds for s in stages)
     lines = [f"{'stage':8} {'seconds':>8} {'share':>6} {'floor':>7} {'x floor':>7}  detail"]
     for s in stages:
-        floor = f"{s.floor:7.2f} {s.seconds / s.floor:7.1f}" if s.floor else f"{'':7} {'':7}"
-        lines.append(f"{s.name:8} {s.seconds:8.2f} {100 * s.seconds / total:5.1f}% {floor}  {s.detail}")
-    floors = sum(s.floor for s in stages)
+        floor = s.floor(machine)
+        shown = f"{floor:7.2f} {s.seconds / floor:7.1f}" if floor else f"{'':7} {'':7}"
+        lines.append(f"{s.name:8} {s.seconds:8.2f} {100 * s.seconds / total:5.1f}% {shown}  {s.detail}")
+    floors = sum(s.floor(machine) for s in stages)
+    peak = peak_rss_mb() if peak_mb is None else peak_mb
     lines.append(
         f"{'total':8} {total:8.2f}        {f'{floors:7.2f}' if floors else '':7}          RTF "
-        f"{total / audio_seconds:.3f} ({audio_seconds:.0f} s of audio); peak memory {peak_rss_mb():.0f} MB"
+        f"{total / audio_seconds:.3f} ({audio_seconds:.0f} s of audio); peak memory {peak:.0f} MB"
     )
     if machine:
         lines.append(

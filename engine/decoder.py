@@ -174,7 +174,12 @@ class TextDecoder:
         """The GPU the decoder offloads to, or None (no layers asked for, or a CPU-only llama.cpp)."""
         if options.gpu_layers == 0:
             return None
-        gpus = gpu_devices()
+        try:
+            gpus = gpu_devices()
+        except (OSError, AttributeError):  # ggml's device list unreadable: llama.cpp checks the index itself
+            if not llama().llama_supports_gpu_offload():
+                return None
+            return Device(options.device_index, "GPU", f"GPU {options.device_index}", 0, 0)
         if not gpus:
             if options.gpu_asked:
                 _say_cpu_decoding()
@@ -335,7 +340,7 @@ class TextDecoder:
             self._decode_tokens(prefix, 0, False)
             self._decode_embeddings(audio, len(prefix))
         finally:
-            self.L.llama_set_embeddings(self.ctx, True)
+            self.L.llama_set_embeddings(self.ctx, self._embeddings)
         start = len(prefix) + audio.shape[0]
         rows = []
         b = self._tok_batch

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .hf_checkpoint import AudioDims, TextDims
+from .hf_checkpoint import AudioDims, TextDims, audio_tokens_for_frames
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,9 @@ class Machine:
 
 
 def encoder_flops(dims: AudioDims, n_frames: int) -> float:
-    """FLOPs of the audio encoder over `n_frames` mel frames (the tail chunk is run zero-padded in full)."""
+    """FLOPs of the audio encoder over `n_frames` mel frames: the convolutions run on whole chunks (the tail
+    one zero-padded, engine/encoder.py frontend_tokens), the layers on the valid tokens only, each attending
+    within its window of `window_tokens` (the last window shorter)."""
     chunks = -(-n_frames // dims.chunk_frames)
     c, d = dims.downsample_hidden_size, dims.d_model
     f, t = dims.num_mel_bins, dims.chunk_frames
@@ -36,10 +38,12 @@ def encoder_flops(dims: AudioDims, n_frames: int) -> float:
         per_chunk += 2 * 9 * c_in * c * f * t
         c_in = c
     per_chunk += 2 * (c * f) * d * t  # conv_out, one row per token
-    tokens = chunks * dims.tokens_per_chunk
-    layer = 2 * (4 * d * d + 2 * d * dims.encoder_ffn_dim) + 2 * 2 * dims.window_tokens * d
-    head = 2 * d * d + 2 * d * dims.output_dim
-    return chunks * per_chunk + tokens * (dims.encoder_layers * layer + head)
+    tokens = audio_tokens_for_frames(n_frames, dims)
+    full, last = divmod(tokens, dims.window_tokens)
+    attended = full * dims.window_tokens**2 + last**2  # keys each token attends to, summed
+    layer = tokens * 2 * (4 * d * d + 2 * d * dims.encoder_ffn_dim) + 2 * 2 * d * attended
+    head = tokens * (2 * d * d + 2 * d * dims.output_dim)
+    return chunks * per_chunk + dims.encoder_layers * layer + head
 
 
 def text_flops(dims: TextDims, tokens: int, before: int = 0, outputs: int = 0) -> float:

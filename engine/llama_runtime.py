@@ -140,47 +140,66 @@ class Device:
     total: int
 
 
-def _ggml(lib) -> ctypes.CDLL:
-    """The ggml device API, reached through llama.cpp's library (dlsym also searches its dependencies)."""
-    size_t = ctypes.c_size_t
-    lib.ggml_backend_dev_count.restype = size_t
-    lib.ggml_backend_dev_count.argtypes = []
-    lib.ggml_backend_dev_get.restype = ctypes.c_void_p
-    lib.ggml_backend_dev_get.argtypes = [size_t]
-    for name in ("ggml_backend_dev_name", "ggml_backend_dev_description"):
-        getattr(lib, name).restype = ctypes.c_char_p
-        getattr(lib, name).argtypes = [ctypes.c_void_p]
-    lib.ggml_backend_dev_type.restype = ctypes.c_int
-    lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
-    lib.ggml_backend_dev_memory.restype = None
-    lib.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, ctypes.POINTER(size_t), ctypes.POINTER(size_t)]
-    return lib
+def _ggml(llama_cpp) -> dict:
+    """ggml's device API, from the ggml libraries beside the llama library in use (on Windows a DLL's
+    dependencies are not searched through its own handle, so they are opened by name)."""
+    import pathlib
+
+    from llama_cpp._ctypes_extensions import load_shared_library
+
+    folder = pathlib.Path(llama_cpp.llama_cpp._lib._name).parent
+    libs = [load_shared_library(name, folder) for name in ("ggml-base", "ggml")]
+
+    def symbol(name, restype, argtypes):
+        for lib in libs:
+            try:
+                fn = getattr(lib, name)
+            except AttributeError:
+                continue
+            fn.restype, fn.argtypes = restype, argtypes
+            return fn
+        raise AttributeError(f"{name} is in neither ggml library of {folder}")
+
+    size_t, p = ctypes.c_size_t, ctypes.c_void_p
+    return {
+        "count": symbol("ggml_backend_dev_count", size_t, []),
+        "get": symbol("ggml_backend_dev_get", p, [size_t]),
+        "name": symbol("ggml_backend_dev_name", ctypes.c_char_p, [p]),
+        "description": symbol("ggml_backend_dev_description", ctypes.c_char_p, [p]),
+        "type": symbol("ggml_backend_dev_type", ctypes.c_int, [p]),
+        "memory": symbol(
+            "ggml_backend_dev_memory", None, [p, ctypes.POINTER(size_t), ctypes.POINTER(size_t)]
+        ),
+    }
 
 
-def gpu_devices() -> list[Device]:
+def gpu_devices(memory: bool = False) -> list[Device]:
     """The GPUs the decoder can use, in the order llama.cpp numbers them for main_gpu (src/llama.cpp,
     llama_model_load's device list: discrete GPUs, and integrated ones only when there is no discrete one).
-    Empty for a CPU-only build of llama.cpp."""
+    Empty for a CPU-only build of llama.cpp. `memory` asks each GPU for its memory (on CUDA that makes a
+    context on every GPU, so only `qwen3asr devices` asks). Raises OSError or AttributeError when the ggml
+    libraries beside llama.cpp cannot be read."""
     L = llama()
     if not L.llama_supports_gpu_offload():
         return []
-    lib = _ggml(L.llama_cpp._lib)
+    api = _ggml(L)
     found: dict[int, list] = {_DEV_GPU: [], _DEV_IGPU: []}
-    for i in range(lib.ggml_backend_dev_count()):
-        dev = lib.ggml_backend_dev_get(i)
-        kind = lib.ggml_backend_dev_type(dev)
+    for i in range(api["count"]()):
+        dev = api["get"](i)
+        kind = api["type"](dev)
         if kind in found:
             found[kind].append(dev)
     chosen = found[_DEV_GPU] or found[_DEV_IGPU]
     result = []
     for index, dev in enumerate(chosen):
         free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
-        lib.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+        if memory:
+            api["memory"](dev, ctypes.byref(free), ctypes.byref(total))
         result.append(
             Device(
                 index,
-                (lib.ggml_backend_dev_name(dev) or b"").decode("utf-8", "replace"),
-                (lib.ggml_backend_dev_description(dev) or b"").decode("utf-8", "replace"),
+                (api["name"](dev) or b"").decode("utf-8", "replace"),
+                (api["description"](dev) or b"").decode("utf-8", "replace"),
                 free.value,
                 total.value,
             )

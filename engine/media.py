@@ -132,12 +132,12 @@ def source_stem(source) -> str:
         name = re.sub(r'[\\/:*?"<>|\x00-\x1f\s]+', " ", SITES[str(source)][0]).strip(" .")
         return name[:120] or "stream"
     if is_url(str(source)):
-        from urllib.parse import unquote, urlparse
+        from urllib.parse import unquote, urlsplit
 
         # The path's last segment as sent, then unquoted: an escaped "/" (%2F) is part of the name, not a
         # folder; characters no file name may hold on some system become "_". hosts/mpv/qwen3asr.lua
         # (url_stem) names the same way.
-        last = unquote(urlparse(str(source)).path.rsplit("/", 1)[-1])
+        last = unquote(urlsplit(str(source)).path.rsplit("/", 1)[-1])  # ;params stay in the name
         last = re.sub(r'[\\/:*?"<>|\x00-\x1f\x7f]', "_", last)
         stem = re.match(r"^(.+)\.[^.]*$", last, re.S)
         stem = stem.group(1) if stem else last

@@ -171,9 +171,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         audio = synthetic_speech(args.seconds)
     threads = args.threads or (os.cpu_count() or 1)
     batch_size = args.batch_size or TranscribeOptions.batch_size
-    from .engine.floors import measure
-
-    machine = measure(threads)
     print(
         f"model {info.folder} ({info.source.get('repo') or 'local'}); {threads} threads; "
         f"{args.tokens} decoded tokens forced; {batch_size} chunks decoded together"
@@ -187,9 +184,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         args.decoder_quant,
         aligner_info,
         batch_size=batch_size,
-        machine=machine,
     )
-    print(report(stages, audio.size / SAMPLE_RATE, machine))
+    from .engine.bench import peak_rss_mb
+    from .engine.floors import measure
+
+    peak = peak_rss_mb()
+    print(report(stages, audio.size / SAMPLE_RATE, measure(threads), peak))
     return 0
 
 
@@ -239,7 +239,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     from .engine.llama_runtime import gpu_devices, library_path
     from .engine.providers import available_providers
 
-    gpus = gpu_devices()
+    gpus = gpu_devices(memory=True)
     found = {
         "encoder": {"onnxruntime_providers": available_providers()},
         "decoder": {

@@ -101,7 +101,8 @@ def test_bench_reports_every_stage(models):
     for stage in ("encoder", "prefill", "decode", "align"):
         words = lines[stage].split()
         seconds, floor, times = float(words[1]), float(words[3]), float(words[4])
-        assert times > 0 and (floor == 0 or abs(times - seconds / floor) <= 0.1 * times), lines[stage]
+        # (the printed floor is rounded to 10 ms: the ratio is checked where that is precise enough)
+        assert times > 0 and (floor < 0.1 or abs(times - seconds / floor) <= 0.1 * times), lines[stage]
     assert "GFLOP/s" in lines["floors:"] and "GB/s" in lines["floors:"]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from qwen3asr_plugin.engine.floors import encoder_flops, measure, text_flops
-from qwen3asr_plugin.engine.hf_checkpoint import AUDIO_PREFIX, load_checkpoint
+from qwen3asr_plugin.engine.hf_checkpoint import AUDIO_PREFIX, audio_tokens_for_frames, load_checkpoint
 from qwen3asr_plugin.engine.safetensors_io import TensorStore
 
 
@@ -51,10 +51,14 @@ def test_encoder_flops_use_every_weight_once_per_position(checkpoints, geometry)
         f, t = (f - 1) // 2 + 1, (t - 1) // 2 + 1
         want += 2 * int(np.prod(store.shape(f"{AUDIO_PREFIX}conv2d{i}.weight"))) * f * t * chunks
     assert (f, t) == (dims.conv_freq_bins, dims.tokens_per_chunk)
-    tokens = chunks * dims.tokens_per_chunk
-    linear = matrices(store, AUDIO_PREFIX, skip=("conv2d",))  # conv_out, the layers, proj1, proj2
+    conv_out = int(np.prod(store.shape(f"{AUDIO_PREFIX}conv_out.weight")))
+    want += 2 * conv_out * chunks * dims.tokens_per_chunk  # conv_out on every padded chunk's rows
+    tokens = audio_tokens_for_frames(n_frames, dims)  # the layers see the valid tokens only
+    assert tokens < chunks * dims.tokens_per_chunk
+    linear = matrices(store, AUDIO_PREFIX, skip=("conv2d", "conv_out"))  # the layers, proj1, proj2
     want += 2 * tokens * linear
-    want += dims.encoder_layers * 4 * dims.window_tokens * dims.d_model * tokens  # windowed attention
+    windows = [min(dims.window_tokens, tokens - i) for i in range(0, tokens, dims.window_tokens)]
+    want += dims.encoder_layers * 4 * dims.d_model * sum(w * w for w in windows)  # attention in each window
     assert encoder_flops(dims, n_frames) == pytest.approx(want, rel=1e-12)
 
 

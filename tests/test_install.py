@@ -47,6 +47,11 @@ def index(tmp_path_factory):
     root = tmp_path_factory.mktemp("index")
     version = importlib.metadata.version("llama_cpp_python")
     wheels = root / "files"
+    from qwen3asr_plugin.engine.llama_runtime import missing_cpu_features
+
+    # pip's cache holds the wheel tests/run.sh built, unless that one was for another CPU (run.sh then
+    # rebuilt it without the cache, and so must this)
+    fresh = ["--no-cache-dir"] if missing_cpu_features() else []
     subprocess.run(
         [
             sys.executable,
@@ -55,6 +60,7 @@ def index(tmp_path_factory):
             "wheel",
             "--quiet",
             "--no-deps",
+            *fresh,
             "-w",
             str(wheels),
             f"llama-cpp-python=={version}",

@@ -492,6 +492,8 @@ def test_the_head_of_joined_mpeg_ts_is_exact(tmp_path):
         ("https://example.org/a%5Cb%00c", "a_b_c"),  # no backslash, no control character in a file name
         ("https://example.org/%2E%2E", "stream"),
         ("https://example.org/", "stream"),
+        ("https://example.org?x=/a.mp4", "stream"),  # a query is not a path
+        ("https://example.org/play;jsessionid=1", "play;jsessionid=1"),  # as the mpv script names it
     ],
 )
 def test_outputs_for_a_url_are_named_from_its_last_segment(url, stem):

@@ -402,7 +402,7 @@ end
 -- unquoted (an escaped "/" is part of the name), characters no file name may hold made "_", without its
 -- extension; "stream" when nothing but dots is left.
 local function url_stem(url)
-    local path = url:gsub("^%a[%w+.-]*://[^/]*", ""):gsub("[?#].*$", "")
+    local path = url:gsub("^%a[%w+.-]*://[^/?#]*", ""):gsub("[?#].*$", "")
     local last = (path:match("([^/]*)$") or ""):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
     last = last:gsub('[%c\\/:*?"<>|]', "_")
     local stem = last:match("^(.+)%.[^%.]*$") or last
