@@ -202,7 +202,6 @@ def main() -> None:
         mtmd = mtmd_run(*mtmd_convert(ckpt, work), pieces, max(1, args.tokens // len(pieces)), args.threads)
     ref = reference_times(ckpt, info.token_ids, audio, args.tokens, 30.0)
     times = {name: {st.name: st.seconds for st in stages} for name, stages in runs.items()}
-    counts = {st.name: st.count for st in runs[default]}
 
     print(
         f"\n{args.preset}: {args.seconds:.0f} s of audio, {args.tokens} forced tokens, {args.threads} threads; "
@@ -258,26 +257,13 @@ def main() -> None:
         f"({1 / floor:.1f} tok/s: {bytes_per_token / 1e9:.2f} GB of weights per token at {read_bw:.1f} GB/s); "
         f"{at_once} chunks together {1 / batched:.1f} tok/s ({solo / batched:.2f}x, one weight pass per step)"
     )
-    a = info.audio
-    n_audio = counts["encoder"]
-    enc_flops = 2 * n_audio * a.encoder_layers * (4 * a.d_model**2 + 2 * a.d_model * a.encoder_ffn_dim)
-    enc_flops += (
-        2
-        * int(args.seconds)
-        * 9
-        * a.downsample_hidden_size
-        * (a.downsample_hidden_size * (32 * 25 + 16 * 13) + 64 * 50)
-    )
+    # FLOPs as engine/floors.py counts them for `qwen3asr bench` (run_bench records them per stage)
+    flops = {st.name: st.flops for st in runs[default]}
+    enc_flops, pre_flops = flops["encoder"], flops["prefill"]
     print(
         f"encoder: {(enc_flops / times[default]['encoder']) / 1e9:.0f} GFLOP/s fp32 "
         f"({100 * enc_flops / times[default]['encoder'] / 1e9 / gflops:.0f} % of SGEMM)"
     )
-    # Prefill: the linear layers for every prompt token, causal attention within each chunk, and one
-    # output-layer row per chunk (only the last position's logits are computed).
-    n_prompt = counts["prefill"]
-    per_chunk = n_prompt / n_chunks
-    attention = n_chunks * t.num_hidden_layers * 2 * per_chunk**2 * t.num_attention_heads * t.head_dim
-    pre_flops = 2 * n_prompt * linear + attention + n_chunks * 2 * head
     for name, tm in times.items():
         if name.endswith("at a time") or name.startswith("int8"):
             continue

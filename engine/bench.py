@@ -19,7 +19,7 @@ from .chunking import ChunkOptions
 from .decoder import DecoderOptions, TextDecoder
 from .encoder import AudioEncoder, EncoderOptions
 from .floors import Machine, encoder_flops, text_flops
-from .mel import log_mel
+from .mel import log_mel, num_frames
 from .model_folder import ModelInfo
 from .pipeline import TranscribeOptions
 from .prompt import build_asr_prompt
@@ -154,7 +154,7 @@ def run_bench(
         flops = 0.0
         for c in chunks:  # what was computed, counted after the timing
             units = split_units(text)
-            n_frames = log_mel(c, aligner_info.mel).shape[1]
+            n_frames = num_frames(c.size, aligner_info.mel)
             n_audio = aligner.encoder.num_tokens(n_frames)
             prefix, text_part = aligner.input_ids(n_audio, units)
             # the text part is output in embedding mode, each position through the output layer
