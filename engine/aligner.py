@@ -3,7 +3,8 @@
 The aligner reads the audio and the transcript in one forward pass:
     <|audio_start|>{audio x N}<|audio_end|>unit1<timestamp><timestamp>unit2<timestamp><timestamp>...
 and predicts, at each <timestamp> slot, one of `classify_num` classes of `timestamp_segment_ms` (80 ms). Its
-Qwen3 body runs in llama.cpp; the class head runs here on the final hidden states of the slots. The slot
+Qwen3 body and its class head run in llama.cpp, which gives the class logits of the slots alone (the
+converted decoder's output layer is the head: engine/gguf_export.py). The slot
 values are made monotonic with the official longest-non-decreasing-subsequence repair, then paired as the
 start and end of each unit. Units are words with punctuation stripped, and each CJK character on its own;
 the returned words carry the original text back, punctuation and spacing included, so joining them gives
@@ -24,7 +25,6 @@ from .mel import log_mel
 from .model_folder import ModelInfo
 from .records import Word
 
-HEAD_FILE = "aligner_head.f32.npy"
 MAX_ALIGN_SECONDS = 180.0  # the official pipeline aligns at most 180 s at once
 
 _CJK_RANGES = (
@@ -199,10 +199,7 @@ class ForcedAligner:
         self.classes = int(info.raw["aligner"]["classify_num"])
         self.segment_ms = float(info.raw["aligner"]["timestamp_segment_ms"])
         self.encoder = AudioEncoder(info, encoder)
-        self.decoder = TextDecoder(info, decoder, embeddings=True)
-        self.head = np.load(info.path(HEAD_FILE))
-        if self.head.shape != (self.classes, info.text.hidden_size):
-            raise ModelError(f"{info.folder / HEAD_FILE}: shape {self.head.shape} does not match model.json")
+        self.decoder = TextDecoder(info, decoder)
 
     def input_ids(self, n_audio: int, units: list[Unit]) -> tuple[list[int], list[int]]:
         """(prefix through <|audio_start|>, text part from <|audio_end|> on) as the reference builds them."""
@@ -218,8 +215,8 @@ class ForcedAligner:
         embeddings = self.encoder.encode(log_mel(audio, self.info.mel))
         prefix, text_part = self.input_ids(embeddings.shape[0], units)
         ts = self.info.token_ids["timestamp"]
-        hidden = self.decoder.hidden_states(prefix, embeddings, text_part, [t == ts for t in text_part])
-        return np.argmax(hidden @ self.head.T, axis=-1)
+        logits = self.decoder.slot_logits(prefix, embeddings, text_part, [t == ts for t in text_part])
+        return np.argmax(logits, axis=-1)
 
     def align(self, audio: np.ndarray, text: str, language: str | None = None) -> list[Word]:
         """Word timings for `text` spoken in `audio` (16 kHz mono), in seconds from the start of `audio`."""

@@ -157,9 +157,11 @@ def run_bench(
             n_frames = num_frames(c.size, aligner_info.mel)
             n_audio = aligner.encoder.num_tokens(n_frames)
             prefix, text_part = aligner.input_ids(n_audio, units)
-            # the text part is output in embedding mode, each position through the output layer
             flops += encoder_flops(aligner_info.audio, n_frames)
-            flops += text_flops(aligner_info.text, len(prefix) + n_audio + len(text_part), 0, len(text_part))
+            slots = 2 * len(units)  # two timestamp slots per unit pass through the class head
+            flops += text_flops(
+                aligner_info.text, len(prefix) + n_audio + len(text_part), 0, slots, aligner.classes
+            )
         stages.append(StageTime("align", seconds, f"{words_per_chunk * len(chunks)} words", flops=flops))
     # Making the sessions and loading the weights (from a warm disk cache, as a second run finds them).
     stages.append(

@@ -19,11 +19,18 @@ import numpy as np
 import onnx
 
 from . import __version__
-from .aligner import HEAD_FILE
 from .encoder_export import build_backend, build_frontend, quantize_int8
 from .errors import Qwen3ASRError
 from .files import write_json_atomic
-from .gguf_export import DECODER_QUANTS, decoder_file, quantize_gguf, write_gguf
+from .gguf_export import (
+    DECODER_QUANTS,
+    TOKENIZER_FILE,
+    decoder_file,
+    quantize_gguf,
+    write_embeddings,
+    write_gguf,
+    write_tokenizer,
+)
 from .hf_checkpoint import Checkpoint, load_checkpoint
 from .mel import MelConfig
 from .model_folder import (
@@ -32,6 +39,7 @@ from .model_folder import (
     FORMAT_VERSION,
     backend_file,
     edge_digest,
+    folder_is_outdated,
     frontend_file,
     load_model_info,
     sha256_of,
@@ -110,7 +118,9 @@ def convert(
             )
     ckpt = load_checkpoint(src)
     files: dict[str, dict] = {}
-    if dest.exists() and any(dest.iterdir()):
+    # A folder of ours in a layout this version no longer reads is replaced whole (at the end, as one swap).
+    replacing = dest.exists() and folder_is_outdated(dest)
+    if dest.exists() and any(dest.iterdir()) and not replacing:
         if not (dest / "model.json").exists():
             raise Qwen3ASRError(
                 f"{dest}: exists and is not a model folder; choose an empty or new destination"
@@ -132,12 +142,11 @@ def convert(
     try:
         _write_encoders(ckpt, stage, precisions, say)
         _write_decoders(ckpt, stage, quants, say)
-        if ckpt.kind == "aligner":
-            say(HEAD_FILE)
-            head = ckpt.tensors.get("thinker.lm_head.weight")
-            if head.shape != (ckpt.classify_num, ckpt.text.hidden_size):
-                raise Qwen3ASRError(f"{src}: lm_head is {head.shape}, expected ({ckpt.classify_num}, hidden)")
-            np.save(stage / HEAD_FILE, np.ascontiguousarray(head, dtype=np.float32))
+        if ckpt.kind == "aligner":  # its decoder has no tokenizer and takes embeddings (gguf_export notes)
+            say(TOKENIZER_FILE)
+            write_tokenizer(ckpt, stage / TOKENIZER_FILE)
+            say("input embeddings")
+            write_embeddings(ckpt, stage)
         for name in sorted(p.name for p in stage.iterdir()):
             files[name] = {
                 "bytes": (stage / name).stat().st_size,
@@ -151,6 +160,11 @@ def convert(
                     os.replace(item, dest / item.name)
             os.replace(stage / "model.json", dest / "model.json")
             stage.rmdir()
+        elif replacing:
+            old_folder = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            os.replace(dest, old_folder / dest.name)
+            os.replace(stage, dest)
+            shutil.rmtree(old_folder, ignore_errors=True)
         else:
             if dest.exists():
                 dest.rmdir()  # empty, checked above
@@ -206,6 +220,8 @@ def space_needed(ckpt: Checkpoint, precisions: list[str], quants: list[str]) -> 
     total += sum(_DECODER_BYTES[q] * text for q in quants)
     if any(q not in ("f32", "f16") for q in quants) and "f32" not in quants:
         total += 4.0 * text
+    if ckpt.kind == "aligner":  # its input embedding table, at most f32
+        total += 4.0 * ckpt.text.vocab_size * ckpt.text.hidden_size
     return int(total)
 
 
@@ -242,7 +258,7 @@ def _write_decoders(ckpt: Checkpoint, out: Path, quants: list[str], say: Callabl
                 write_gguf(ckpt, f32, "f32")
             for quant in quantized:
                 say(f"{decoder_file(quant)} (llama.cpp quantizer)")
-                quantize_gguf(f32, out / decoder_file(quant), quant)
+                quantize_gguf(f32, out / decoder_file(quant), quant, quantize_output=ckpt.kind != "aligner")
 
 
 def _model_json(ckpt: Checkpoint, src: Path, repo: str | None, revision: str | None, files: dict) -> dict:
@@ -270,5 +286,6 @@ def _model_json(ckpt: Checkpoint, src: Path, repo: str | None, revision: str | N
         info["aligner"] = {
             "classify_num": ckpt.classify_num,
             "timestamp_segment_ms": ckpt.timestamp_segment_ms,
+            "embeddings": next(n for n in files if n.startswith("token_embd.")),
         }
     return info

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ModelError
-from .gguf_export import DECODER_QUANTS, decoder_file
+from .gguf_export import DECODER_QUANTS, TOKENIZER_FILE, decoder_file, embedding_rows, load_embeddings
 from .llama_runtime import Device, clear_errors, gpu_devices, last_error, llama, native_bf16
 from .model_folder import ModelInfo
 from .prompt import Prompt
@@ -123,7 +123,7 @@ def _say_cpu_decoding() -> None:
 class TextDecoder:
     """One llama.cpp model and context for a model folder."""
 
-    def __init__(self, info: ModelInfo, options: DecoderOptions = DecoderOptions(), embeddings: bool = False):
+    def __init__(self, info: ModelInfo, options: DecoderOptions = DecoderOptions()):
         L = llama()
         self.L = L
         self.info = info
@@ -154,14 +154,31 @@ class TextDecoder:
             raise ModelError(
                 f"{path}: llama.cpp cannot load it; convert the model again (`qwen3asr convert`)"
             )
-        self.vocab = L.llama_model_get_vocab(self.model)
-        self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        # The aligner's model outputs its timestamp classes and has no tokenizer: that is in a vocabulary-only
+        # GGUF beside it, and its inputs are looked up in its embedding table (engine/gguf_export.py notes).
+        self.classes = info.kind == "aligner"
+        self._vocab_model = None
+        self._table = None
+        n_out = info.text.vocab_size
+        if self.classes:
+            n_out = int(info.raw["aligner"]["classify_num"])
+            vp = L.llama_model_default_params()
+            vp.vocab_only = True
+            self._vocab_model = L.llama_model_load_from_file(str(info.path(TOKENIZER_FILE)).encode(), vp)
+            if not self._vocab_model:
+                raise ModelError(
+                    f"{info.folder / TOKENIZER_FILE}: llama.cpp cannot load it; convert the model again"
+                )
+            self._table = load_embeddings(info.path(info.raw["aligner"]["embeddings"]))
+        self.vocab = L.llama_model_get_vocab(self._vocab_model or self.model)
+        self.n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(self.model))
         self.n_embd = L.llama_model_n_embd(self.model)
-        if self.n_embd != info.text.hidden_size or self.n_vocab != info.text.vocab_size:
+        if self._table is not None and self._table.shape != (info.text.vocab_size, info.text.hidden_size):
+            raise ModelError(f"{path}: the embedding table does not match model.json (dims); convert again")
+        if self.n_embd != info.text.hidden_size or self.n_vocab != n_out:
             raise ModelError(f"{path}: does not match model.json (dims); convert the model again")
         self.context_tokens = options.context_tokens
         self.batch_tokens = options.batch_tokens
-        self._embeddings = embeddings
         # The context (KV cache) is made on first use, sized for what is asked of it (see _ensure_context).
         self.ctx = None
         self.n_seq = 0
@@ -208,9 +225,6 @@ class TextDecoder:
         if options.kv_f32:
             cp.type_k = cp.type_v = 0  # GGML_TYPE_F32
         cp.no_perf = True
-        if self._embeddings:
-            cp.embeddings = True
-            cp.pooling_type = L.LLAMA_POOLING_TYPE_NONE
         clear_errors()
         self.ctx = L.llama_init_from_model(self.model, cp)
         if not self.ctx:
@@ -229,10 +243,9 @@ class TextDecoder:
         """Keep the current context when it holds `n_seq` sequences of `tokens_per_seq`, else make one."""
         if self.n_seq >= n_seq and self.seq_tokens >= tokens_per_seq:
             return
-        if n_seq == 1:
-            seq_tokens = max(tokens_per_seq, self.context_tokens)
-        else:  # just what the chunks need (256-token steps): the KV cache of n streams stays small
-            seq_tokens = -(-tokens_per_seq // 256) * 256
+        # Just what is asked, in 256-token steps, up to context_tokens (the limit): the KV cache is memory
+        # touched whole when made (448 MiB at 4096 tokens of the 0.6B model), and a 30 s chunk needs ~600.
+        seq_tokens = min(-(-tokens_per_seq // 256) * 256, max(self.context_tokens, tokens_per_seq))
         self._make_context(n_seq, seq_tokens)
 
     def _free_context(self) -> None:
@@ -247,6 +260,9 @@ class TextDecoder:
         if getattr(self, "model", None):
             self.L.llama_model_free(self.model)
             self.model = None
+        if getattr(self, "_vocab_model", None):
+            self.L.llama_model_free(self._vocab_model)
+            self._vocab_model = None
 
     def __del__(self):
         with contextlib.suppress(Exception):
@@ -298,18 +314,24 @@ class TextDecoder:
             self._check(self.L.llama_decode(self.ctx, b))
 
     def _decode_embeddings(
-        self, embeddings: np.ndarray, start_pos: int, want_outputs: bool = False, seq: int = 0
-    ) -> None:
+        self, embeddings: np.ndarray, start_pos: int, outputs: list[bool] | None = None, seq: int = 0
+    ) -> list[np.ndarray]:
+        """Rows of `embeddings` at positions from `start_pos`; returns copies of the logits of the rows
+        flagged in `outputs` (none if not given)."""
         b = self._emb_batch
         emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+        rows = []
         for first in range(0, emb.shape[0], self.batch_tokens):
             piece = emb[first : first + self.batch_tokens]
             n = piece.shape[0]
+            flags = outputs[first : first + n] if outputs is not None else [False] * n
             ctypes.memmove(b.embd, piece.ctypes.data, piece.nbytes)
             for i in range(n):
-                self._slot(b, i, start_pos + first + i, seq, want_outputs)
+                self._slot(b, i, start_pos + first + i, seq, flags[i])
             b.n_tokens = n
             self._check(self.L.llama_decode(self.ctx, b))
+            rows += [self.logits(i).copy() for i in range(n) if flags[i]]
+        return rows
 
     def _check(self, rc: int) -> None:
         if rc != 0:
@@ -318,11 +340,14 @@ class TextDecoder:
                 f"({self.context_tokens} tokens)"
             )
 
-    def hidden_states(
+    def slot_logits(
         self, prefix: list[int], audio: np.ndarray, text: list[int], outputs: list[bool]
     ) -> np.ndarray:
-        """Final-normed hidden states [n_outputs, hidden] at the `text` positions flagged in `outputs`, after
-        `prefix` tokens and `audio` embeddings (needs a context made with embeddings=True)."""
+        """The aligner's class logits [n_outputs, classes] at the `text` positions flagged in `outputs`, after
+        `prefix` tokens and `audio` embeddings. Every input goes in as an embedding (the aligner's model has
+        no vocabulary, engine/gguf_export.py), and only the flagged rows pass through its class head."""
+        if not self.classes:
+            raise ValueError("slot_logits needs a forced aligner's decoder")
         total = len(prefix) + audio.shape[0] + len(text)
         if total >= self.context_tokens:
             raise ModelError(
@@ -331,32 +356,16 @@ class TextDecoder:
             )
         self._ensure_context(1, total + 1)
         self.reset()
-        # In embedding mode llama.cpp outputs every token of a batch (src/llama-context.cpp, decode:
-        # output_all), each through the whole output layer (151,936 rows at the official vocabulary) into a
-        # logits buffer of that many floats per token. Only the text part's states are wanted, so the prefix
-        # and the audio (most of the input) go in with embedding mode off and no outputs.
-        self.L.llama_set_embeddings(self.ctx, False)
-        try:
-            self._decode_tokens(prefix, 0, False)
-            self._decode_embeddings(audio, len(prefix))
-        finally:
-            self.L.llama_set_embeddings(self.ctx, self._embeddings)
-        start = len(prefix) + audio.shape[0]
-        rows = []
-        b = self._tok_batch
-        for first in range(0, len(text), self.batch_tokens):
-            piece = text[first : first + self.batch_tokens]
-            flags = outputs[first : first + self.batch_tokens]
-            for i, tok in enumerate(piece):
-                b.token[i] = tok
-                self._slot(b, i, start + first + i, 0, flags[i])
-            b.n_tokens = len(piece)
-            self._check(self.L.llama_decode(self.ctx, b))
-            for i, flag in enumerate(flags):
-                if flag:
-                    ptr = self.L.llama_get_embeddings_ith(self.ctx, i)
-                    rows.append(np.ctypeslib.as_array(ptr, shape=(self.n_embd,)).copy())
-        return np.stack(rows) if rows else np.zeros((0, self.n_embd), np.float32)
+        inputs = np.concatenate(
+            [
+                embedding_rows(self._table, prefix),
+                np.asarray(audio, np.float32),
+                embedding_rows(self._table, text),
+            ]
+        )
+        flags = [False] * (len(prefix) + audio.shape[0]) + list(outputs)
+        rows = self._decode_embeddings(inputs, 0, flags)
+        return np.stack(rows) if rows else np.zeros((0, self.n_vocab), np.float32)
 
     def _step_many(self, items: list[tuple[int, int, int]]) -> list[np.ndarray]:
         """One llama_decode for (sequence, token, position) items, one token per sequence: the weights are

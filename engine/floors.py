@@ -46,9 +46,11 @@ def encoder_flops(dims: AudioDims, n_frames: int) -> float:
     return chunks * per_chunk + dims.encoder_layers * layer + head
 
 
-def text_flops(dims: TextDims, tokens: int, before: int = 0, outputs: int = 0) -> float:
+def text_flops(
+    dims: TextDims, tokens: int, before: int = 0, outputs: int = 0, output_rows: int | None = None
+) -> float:
     """FLOPs of the text model over `tokens` positions after `before` cached ones, `outputs` of them
-    through the output layer (vocabulary rows)."""
+    through the output layer of `output_rows` rows (the vocabulary; the aligner's: its classes)."""
     d, q, kv = (
         dims.hidden_size,
         dims.num_attention_heads * dims.head_dim,
@@ -57,7 +59,8 @@ def text_flops(dims: TextDims, tokens: int, before: int = 0, outputs: int = 0) -
     projections = 2 * (d * q + 2 * d * kv + q * d + 3 * d * dims.intermediate_size)
     attended = tokens * before + tokens * (tokens + 1) / 2  # keys each position attends to, summed
     attention = 2 * 2 * q * attended
-    return dims.num_hidden_layers * (tokens * projections + attention) + outputs * 2 * d * dims.vocab_size
+    rows = dims.vocab_size if output_rows is None else output_rows
+    return dims.num_hidden_layers * (tokens * projections + attention) + outputs * 2 * d * rows
 
 
 def _session(node, inputs, output, threads: int):

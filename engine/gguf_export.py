@@ -7,6 +7,14 @@ llama.cpp's `qwen3` architecture runs it unchanged. The byte-level BPE tokenizer
 llama.cpp tokenizes and detokenizes.
 Other types (bf16, q8_0, q6_k, q4_k) come from llama.cpp's own quantizer, reached through llama-cpp-python.
 bf16 keeps the official weights exactly (the checkpoints are published in bf16).
+
+The forced aligner's output layer is its 5000-class timestamp head, not the vocabulary, so its GGUF says so:
+no tokenizer (`tokenizer.ggml.model` "none", `qwen3.vocab_size` = classes, which llama.cpp reads as that
+many dummy tokens: src/llama-vocab.cpp, llama_vocab::impl::load), `output.weight` = the head (kept f32), and
+its inputs come as embeddings looked up from the checkpoint's table (`token_embd.<type>.npy`), with the
+tokenizer in a tensor-less `tokenizer.gguf` beside it. llama.cpp then gives the class logits of just the
+timestamp slots, where an embedding-mode context would run every token of the text through the 151,936-row
+vocabulary layer and keep its floats (src/llama-context.cpp, decode: output_all).
 """
 
 from __future__ import annotations
@@ -27,8 +35,15 @@ DECODER_QUANTS = ("f32", "f16", "bf16", "q8_0", "q6_k", "q4_k")
 _LLAMA_FTYPE = {"f32": 0, "f16": 1, "bf16": 32, "q8_0": 7, "q6_k": 18, "q4_k": 15}  # q4_k = Q4_K_M
 
 
+TOKENIZER_FILE = "tokenizer.gguf"  # the aligner's tokenizer (its decoder GGUF has none)
+
+
 def decoder_file(quant: str) -> str:
     return f"decoder.{quant}.gguf"
+
+
+def embeddings_file(dtype: str) -> str:
+    return f"token_embd.{dtype}.npy"
 
 
 def read_tokenizer(folder: Path) -> tuple[dict[str, int], list[str], dict[int, tuple[str, bool]]]:
@@ -94,18 +109,12 @@ def _text_tensors(ckpt: Checkpoint) -> Iterator[tuple[str, str]]:
         yield b + "ffn_up.weight", p + "mlp.up_proj.weight"
         yield b + "ffn_down.weight", p + "mlp.down_proj.weight"
     yield "output_norm.weight", TEXT_PREFIX + "norm.weight"
-    if ckpt.kind == "asr" and not ckpt.text.tie_word_embeddings:
-        yield "output.weight", "thinker.lm_head.weight"
+    if ckpt.kind == "aligner" or not ckpt.text.tie_word_embeddings:
+        yield "output.weight", "thinker.lm_head.weight"  # the aligner's: its class head
 
 
-def write_gguf(ckpt: Checkpoint, path: Path, quant: str = "f32") -> None:
-    """Write the text model as an f32 or f16 GGUF to `path`, one tensor in memory at a time."""
-    import gguf
-
-    if quant not in ("f32", "f16"):
-        raise ValueError("write_gguf writes f32 or f16; quantize_gguf makes the others")
+def _write_header(w, ckpt: Checkpoint, quant: str) -> None:
     t = ckpt.text
-    w = gguf.GGUFWriter(str(path), "qwen3")
     w.add_name(ckpt.config.get("_name_or_path") or ckpt.folder.name)
     w.add_file_type(_LLAMA_FTYPE[quant])
     w.add_context_length(t.max_position_embeddings)
@@ -118,6 +127,9 @@ def write_gguf(ckpt: Checkpoint, path: Path, quant: str = "f32") -> None:
     w.add_value_length(t.head_dim)
     w.add_rope_freq_base(t.rope_theta)
     w.add_layer_norm_rms_eps(t.rms_norm_eps)
+
+
+def _write_tokenizer_keys(w, ckpt: Checkpoint) -> None:
     tokens, types, merges = _token_table(ckpt)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("qwen2")
@@ -131,34 +143,106 @@ def write_gguf(ckpt: Checkpoint, path: Path, quant: str = "f32") -> None:
         w.add_bos_token_id(ids["endoftext"])
     w.add_add_bos_token(False)
 
+
+def write_gguf(ckpt: Checkpoint, path: Path, quant: str = "f32") -> None:
+    """Write the text model as an f32 or f16 GGUF to `path`, one tensor in memory at a time (the aligner's
+    with its class head as the output layer and no tokenizer: see the module notes)."""
+    import gguf
+
+    if quant not in ("f32", "f16"):
+        raise ValueError("write_gguf writes f32 or f16; quantize_gguf makes the others")
+    t = ckpt.text
+    aligner = ckpt.kind == "aligner"
+    w = gguf.GGUFWriter(str(path), "qwen3")
+    _write_header(w, ckpt, quant)
+    if aligner:
+        w.add_tokenizer_model("none")
+        w.add_vocab_size(ckpt.classify_num)
+    else:
+        _write_tokenizer_keys(w, ckpt)
+
     store = ckpt.tensors
     names = list(_text_tensors(ckpt))
+    shapes = {}
     for gguf_name, ckpt_name in names:
         shape = store.shape(ckpt_name)
         if gguf_name == "token_embd.weight" and shape[0] != t.vocab_size:
             raise CheckpointError(
                 f"{ckpt.folder}: embed_tokens has {shape[0]} rows, config says {t.vocab_size}"
             )
-        dtype = np.float16 if quant == "f16" and len(shape) == 2 else np.float32
-        w.add_tensor_info(gguf_name, shape, np.dtype(dtype), int(np.prod(shape)) * np.dtype(dtype).itemsize)
+        if aligner and gguf_name == "output.weight" and tuple(shape) != (ckpt.classify_num, t.hidden_size):
+            raise CheckpointError(
+                f"{ckpt.folder}: lm_head is {tuple(shape)}, expected ({ckpt.classify_num}, {t.hidden_size})"
+            )
+        if aligner and gguf_name == "token_embd.weight":
+            # llama.cpp needs a table of vocab_size rows; the aligner's inputs come as embeddings instead
+            shape = (ckpt.classify_num, t.hidden_size)
+        shapes[gguf_name] = shape
+        f16 = quant == "f16" and len(shape) == 2 and not (aligner and gguf_name == "output.weight")
+        dtype = np.dtype(np.float16 if f16 else np.float32)
+        w.add_tensor_info(gguf_name, shape, dtype, int(np.prod(shape)) * dtype.itemsize)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
-    for _gguf_name, ckpt_name in names:
-        array = store.get(ckpt_name)
-        if quant == "f16" and array.ndim == 2:
+    for gguf_name, ckpt_name in names:
+        if aligner and gguf_name == "token_embd.weight":
+            array = np.zeros(shapes[gguf_name], np.float32)  # never read (see above)
+        else:
+            array = store.get(ckpt_name)
+        if quant == "f16" and array.ndim == 2 and not (aligner and gguf_name == "output.weight"):
             array = array.astype(np.float16)
         w.write_tensor_data(np.ascontiguousarray(array))
     w.close()
 
 
-def quantize_gguf(src: Path, dest: Path, quant: str, threads: int = 0) -> None:
+def write_tokenizer(ckpt: Checkpoint, path: Path) -> None:
+    """The aligner's tokenizer as a GGUF with no tensors (llama.cpp loads it with vocab_only)."""
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), "qwen3")
+    _write_header(w, ckpt, "f32")
+    _write_tokenizer_keys(w, ckpt)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    w.close()
+
+
+def write_embeddings(ckpt: Checkpoint, out: Path) -> str:
+    """The input embedding table as .npy in `out`: raw bfloat16 bits (uint16) when every value is a bfloat16,
+    as in the official checkpoints, else float32; exact either way. Returns the file name."""
+    table = np.ascontiguousarray(ckpt.tensors.get(TEXT_PREFIX + "embed_tokens.weight"), dtype=np.float32)
+    bits = table.view(np.uint32)
+    if not np.any(bits & 0xFFFF):
+        name = embeddings_file("bf16")
+        np.save(out / name, (bits >> 16).astype(np.uint16))
+    else:
+        name = embeddings_file("f32")
+        np.save(out / name, table)
+    return name
+
+
+def load_embeddings(path: Path) -> np.ndarray:
+    """A table written by write_embeddings, memory-mapped (rows are read as they are used)."""
+    return np.load(path, mmap_mode="r")
+
+
+def embedding_rows(table: np.ndarray, ids: list[int]) -> np.ndarray:
+    """float32 rows of a write_embeddings table."""
+    rows = np.asarray(table[np.asarray(ids, dtype=np.int64)])
+    if rows.dtype == np.uint16:
+        return (rows.astype(np.uint32) << 16).view(np.float32)
+    return rows.astype(np.float32, copy=False)
+
+
+def quantize_gguf(src: Path, dest: Path, quant: str, threads: int = 0, quantize_output: bool = True) -> None:
     """llama.cpp's quantizer from an f32 GGUF to `quant` (bf16, q8_0, q6_k or q4_k)."""
     from .llama_runtime import clear_errors, last_error, llama
 
     llama_cpp = llama()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = _LLAMA_FTYPE[quant]
+    params.quantize_output_tensor = quantize_output  # False: the aligner's class head stays f32
     params.nthread = threads or os.cpu_count() or 1
     clear_errors()
     rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dest).encode(), params)

@@ -15,7 +15,9 @@ from .hf_checkpoint import AudioDims, TextDims
 from .mel import MelConfig
 
 FORMAT = "qwen3asr-plugin/model"
-FORMAT_VERSION = 1
+# 2: the aligner's decoder holds its class head and takes its inputs as embeddings (engine/gguf_export.py);
+# aligner folders of version 1 (head beside an embedding-mode decoder) are converted again.
+FORMAT_VERSION = 2
 ENCODER_PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -105,6 +107,18 @@ class ModelInfo:
         return path
 
 
+def is_outdated(raw: dict) -> bool:
+    """A folder this version reads only after converting again (see FORMAT_VERSION)."""
+    return raw.get("kind") == "aligner" and int(raw.get("format_version", 0)) < 2
+
+
+def folder_is_outdated(folder: Path) -> bool:
+    try:
+        return is_outdated(json.loads((Path(folder) / "model.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return False
+
+
 def load_model_info(folder: Path | str) -> ModelInfo:
     """Read and validate `folder`/model.json."""
     folder = Path(folder)
@@ -126,6 +140,11 @@ def load_model_info(folder: Path | str) -> ModelInfo:
         raise ModelError(
             f"{path}: format version {raw['format_version']} is newer than this qwen3asr-plugin understands "
             f"({FORMAT_VERSION}); upgrade with `pip install -U qwen3asr-plugin`"
+        )
+    if is_outdated(raw):
+        raise ModelError(
+            f"{folder}: a forced aligner converted by an older qwen3asr-plugin; convert it again "
+            f"(`qwen3asr convert SRC {folder}`, or `qwen3asr models pull NAME` for a preset)"
         )
     try:
         audio = AudioDims(**{k: raw["audio"][k] for k in AudioDims.__dataclass_fields__})

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import ModelError
-from .model_folder import load_model_info
+from .model_folder import folder_is_outdated, load_model_info
 
 DEFAULT_MODEL = "qwen3-asr-0.6b"
 DEFAULT_ENCODER_PRECISIONS = ("fp32",)
@@ -44,7 +44,10 @@ def model_path(name: str) -> Path:
 
 
 def is_installed(name: str) -> bool:
-    return (model_path(name) / "model.json").exists()
+    """Converted and readable by this version (a preset in an older layout is pulled and converted again:
+    huggingface_hub's cache keeps the download)."""
+    folder = model_path(name)
+    return (folder / "model.json").exists() and not folder_is_outdated(folder)
 
 
 def resolve_model(

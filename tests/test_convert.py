@@ -38,11 +38,95 @@ def test_model_json_is_read_from_the_checkpoint(tiny_checkpoint, tiny_model):
 
 
 def test_aligner_checkpoint_converts_with_its_head_facts(tmp_path):
+    """The aligner's decoder GGUF has its class head as the output layer (kept f32 in every type) and no
+    tokenizer; the tokenizer is in tokenizer.gguf and the input embeddings in an exact table."""
+    from qwen3asr_plugin.engine.decoder import DecoderOptions, TextDecoder
+    from qwen3asr_plugin.engine.gguf_export import embedding_rows, load_embeddings
+    from qwen3asr_plugin.engine.safetensors_io import TensorStore
+
     ckpt = make_checkpoint(tmp_path / "al", "aligner-tiny")
-    info = load_model_info(convert(ckpt, tmp_path / "alm"))
+    info = load_model_info(convert(ckpt, tmp_path / "alm", decoder_quants=["f32", "q8_0"]))
     assert info.kind == "aligner"
-    assert info.raw["aligner"] == {"classify_num": 5000, "timestamp_segment_ms": 80}
+    assert info.raw["aligner"] == {
+        "classify_num": 5000,
+        "timestamp_segment_ms": 80,
+        "embeddings": "token_embd.bf16.npy",  # the fixture is bfloat16, as the official checkpoints
+    }
     assert info.token_ids["timestamp"] == 1062
+    assert "tokenizer.gguf" in info.files and not any("head" in name for name in info.files)
+
+    store = TensorStore(ckpt)
+    table = load_embeddings(info.path(info.raw["aligner"]["embeddings"]))
+    ids = [0, 17, 1062, info.text.vocab_size - 1]
+    assert np.array_equal(embedding_rows(table, ids), store.get("thinker.model.embed_tokens.weight")[ids])
+    from transformers import AutoTokenizer
+
+    text = "hello world, 9:30 a.m."
+    expected = AutoTokenizer.from_pretrained(str(ckpt)).encode(text, add_special_tokens=False)
+    import gguf
+
+    head = store.get("thinker.lm_head.weight")
+    for quant in ("f32", "q8_0"):
+        output = next(
+            t
+            for t in gguf.GGUFReader(info.path(f"decoder.{quant}.gguf")).tensors
+            if t.name == "output.weight"
+        )
+        assert output.tensor_type == gguf.GGMLQuantizationType.F32  # the head is not quantized
+        assert np.array_equal(np.asarray(output.data).reshape(head.shape), head)
+        decoder = TextDecoder(info, DecoderOptions(quant=quant))
+        assert decoder.n_vocab == 5000  # llama.cpp's output layer: the classes, not the vocabulary
+        assert decoder.tokenize(text) == expected  # the checkpoint's own tokenizer, from tokenizer.gguf
+        assert decoder.detokenize(expected) == text
+        decoder.close()
+
+
+def test_aligner_embedding_table_is_exact_in_either_width(tmp_path):
+    """A bfloat16 table (the official checkpoints) is stored as its 16 bits, anything else as float32; both
+    read back exactly."""
+    import dataclasses
+
+    from qwen3asr_plugin.engine.gguf_export import embedding_rows, load_embeddings, write_embeddings
+    from qwen3asr_plugin.engine.hf_checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(make_checkpoint(tmp_path / "al", "aligner-tiny"))
+    bf16 = ckpt.tensors.get("thinker.model.embed_tokens.weight")
+    f32 = bf16 + np.float32(1e-5) * np.sign(bf16)  # no longer bfloat16 values
+
+    class Store:
+        def __init__(self, table):
+            self.table = table
+
+        def get(self, name):
+            assert name == "thinker.model.embed_tokens.weight"
+            return self.table
+
+    ids = list(range(0, bf16.shape[0], 7))
+    for table, expected, width in ((bf16, "token_embd.bf16.npy", 2), (f32, "token_embd.f32.npy", 4)):
+        out = tmp_path / expected.split(".")[1]
+        out.mkdir()
+        name = write_embeddings(dataclasses.replace(ckpt, tensors=Store(table)), out)
+        assert name == expected
+        assert (out / name).stat().st_size < table.size * width + 1024
+        assert np.array_equal(embedding_rows(load_embeddings(out / name), ids), table[ids])
+
+
+def test_an_aligner_folder_of_the_old_layout_is_converted_again(tmp_path):
+    """Aligner folders of format 1 (class head beside an embedding-mode decoder) are refused with the fix,
+    and converting into one replaces it whole."""
+    ckpt = make_checkpoint(tmp_path / "al", "aligner-tiny")
+    dest = convert(ckpt, tmp_path / "alm", decoder_quants=["q8_0"])
+    meta = json.loads((dest / "model.json").read_text())
+    meta["format_version"] = 1
+    (dest / "model.json").write_text(json.dumps(meta))
+    (dest / "aligner_head.f32.npy").write_bytes(b"old")
+    with pytest.raises(ModelError, match="converted by an older qwen3asr-plugin; convert it again"):
+        load_model_info(dest)
+    info = load_model_info(convert(ckpt, dest, decoder_quants=["q8_0"]))
+    assert info.raw["format_version"] == 2
+    assert not (dest / "aligner_head.f32.npy").exists()
+    assert sorted(p.name for p in dest.iterdir()) == sorted([*info.files, "model.json"])
+    assert [p.name for p in dest.parent.iterdir() if p.name.startswith(".")] == []  # no staging left
 
 
 def test_conversion_does_not_need_torch(tiny_checkpoint, tmp_path):

@@ -105,6 +105,21 @@ def test_32_greedy_tokens_identical(models, checkpoints):
     assert result.tokens == ref
 
 
+def test_kv_cache_is_sized_for_what_is_asked(models):
+    """The KV cache is touched whole when llama.cpp makes it (448 MiB at 4096 tokens of the 0.6B model): it
+    holds what the chunk needs, in 256-token steps, and grows only when a longer chunk comes."""
+    p = pipeline(models, "tiny")
+    d = p.decoder
+    result = transcribe_chunk(p, AUDIO, None, "", max_new_tokens=32)
+    need = result.generation.prompt_tokens + 32 + 1
+    assert d.seq_tokens == -(-need // 256) * 256 < d.context_tokens
+    assert d.L.llama_n_ctx(d.ctx) == d.n_seq * d.seq_tokens
+    long = speech_like(16_000 * 25)
+    result = transcribe_chunk(p, long, None, "", max_new_tokens=300)
+    assert d.seq_tokens == -(-(result.generation.prompt_tokens + 300 + 1) // 256) * 256
+    assert d.L.llama_n_ctx(d.ctx) == d.n_seq * d.seq_tokens
+
+
 def rendered_reference(tokenizer, n_audio: int, context: str, language: str | None) -> list[int]:
     """The prompt as qwen_asr's `Qwen3ASRModel._build_text_prompt` renders it, through the HF tokenizer."""
     text = (

@@ -37,6 +37,10 @@ def test_text_flops_use_every_matrix_once_per_token(checkpoints, geometry):
         + outputs * 2 * dims.hidden_size * dims.vocab_size
     )
     assert text_flops(dims, tokens, before, outputs) == pytest.approx(want, rel=1e-12)
+    if "aligner" in geometry:  # its output layer is the class head (the converted decoder's output.weight)
+        head = store.shape("thinker.lm_head.weight")
+        want = want - outputs * 2 * dims.hidden_size * dims.vocab_size + outputs * 2 * head[0] * head[1]
+        assert text_flops(dims, tokens, before, outputs, head[0]) == pytest.approx(want, rel=1e-12)
 
 
 @pytest.mark.parametrize("geometry", ["0.6b-heads", "tiny", "aligner-0.6b-heads"])

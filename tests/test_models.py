@@ -71,6 +71,27 @@ def test_transcribe_pulls_the_default_model_on_first_use(hub, tmp_path):
     assert "-->" in srt  # the random model says something, timed by the aligner
 
 
+def test_a_preset_aligner_of_the_old_layout_is_converted_again_on_use(hub, tmp_path):
+    """An aligner folder written before format 2 (class head beside an embedding-mode decoder) counts as not
+    installed: the next run converts it again from huggingface_hub's cache, without downloading again."""
+    wav = tmp_path / "a.wav"
+    wavfile.write(wav, 16_000, speech_like(16_000 * 2))
+    assert run(["transcribe", str(wav), "--quiet", "--no-vad"], hub.env).returncode == 0
+    folder = tmp_path / "models" / "qwen3-forcedaligner-0.6b"
+    meta = json.loads((folder / "model.json").read_text())
+    meta["format_version"] = 1
+    (folder / "model.json").write_text(json.dumps(meta))
+    assert not model_store.is_installed("qwen3-forcedaligner-0.6b")
+    downloads = [r for r in hub.requests if "model.safetensors" in r]
+    result = run(["transcribe", str(wav), "--quiet", "--no-vad", "--overwrite"], hub.env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((folder / "model.json").read_text())["format_version"] == 2
+    assert model_store.is_installed("qwen3-forcedaligner-0.6b")
+    assert [r for r in hub.requests if "model.safetensors" in r and "/resolve/" in r] == [
+        r for r in downloads if "/resolve/" in r
+    ]  # the weights came from the cache
+
+
 def test_unreachable_hub_is_one_clear_line(tmp_path, monkeypatch):
     env = {
         **os.environ,
