@@ -2,7 +2,7 @@
 attention), on the same random weights and audio, with the same forced number of output tokens.
 
     python -m bench.side_by_side [--preset 0.6b|1.7b] [--seconds 60] [--tokens 200] [--threads 2] [--batch 4]
-        [--work DIR] [--no-mtmd] [--no-align]
+        [--work DIR] [--no-mtmd] [--no-align] [--no-faster-whisper]
 
 Ours runs in this machine's default pairing (fp32 encoder; bf16 decoder where llama.cpp has bf16 dot products,
 else q8_0), one chunk at a time and batched, and with the other CPU decoder type and the int8 encoder.
@@ -11,7 +11,8 @@ Also prints the machine's limits the engine is compared against: measured SGEMM 
 Runtime and torch; the fastest counts) and memory bandwidth (read and copy), and what they imply (decode
 floor: weight bytes per token over bandwidth). Then llama.cpp's own Qwen3-ASR path (libmtmd, bench/mtmd.py:
 the checkpoint converted by llama.cpp's converter, q8_0 text and f16 mmproj) on the same audio and forced
-tokens, and ours with the aligner (the whole job), with the ratios. faster-whisper is not run yet.
+tokens, ours with the aligner (the whole job), and faster-whisper at Whisper large-v3-turbo's dimensions
+(int8, bench/faster_whisper.py; `pip install faster-whisper` first), with the ratios.
 Weights are random, so only speed means anything; all figures are from one run.
 """
 
@@ -137,6 +138,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path)
     parser.add_argument("--no-mtmd", action="store_true", help="leave out llama.cpp's own path (libmtmd)")
     parser.add_argument("--no-align", action="store_true", help="leave out our whole job (with the aligner)")
+    parser.add_argument("--no-faster-whisper", action="store_true", help="leave out faster-whisper")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
@@ -200,6 +202,16 @@ def main() -> None:
         n = 30 * 16_000
         pieces = [audio[i : i + n] for i in range(0, audio.size, n)]
         mtmd = mtmd_run(*mtmd_convert(ckpt, work), pieces, max(1, args.tokens // len(pieces)), args.threads)
+    whisper = None
+    if not args.no_faster_whisper:
+        try:
+            import faster_whisper  # noqa: F401
+        except ImportError:
+            print("faster-whisper is not installed (`pip install faster-whisper`); left out")
+        else:
+            from bench import faster_whisper as fw
+
+            whisper = fw.run(fw.convert(work), audio, args.tokens, args.threads, args.batch, "int8")
     ref = reference_times(ckpt, info.token_ids, audio, args.tokens, 30.0)
     times = {name: {st.name: st.seconds for st in stages} for name, stages in runs.items()}
 
@@ -239,6 +251,31 @@ def main() -> None:
         if mtmd:
             line += f"; mtmd's ASR part alone takes {theirs / job:.2f}x that (target: 2x)"
         print(line)
+
+    if whisper:
+        print(
+            f"faster-whisper (Whisper large-v3-turbo dimensions, CTranslate2 int8, bench/faster_whisper.py): "
+            f"{whisper['tokens']} tokens; one window at a time {whisper['sequential']:.2f} s, windows together "
+            f"{whisper['batched']:.2f} s (RTF {whisper['batched'] / args.seconds:.3f}); ours ({default}) "
+            f"{ours:.2f} s: {min(whisper['sequential'], whisper['batched']) / ours:.2f}x"
+            + (
+                f"; ours, the whole job: {min(whisper['sequential'], whisper['batched']) / job:.2f}x"
+                if whole
+                else ""
+            )
+        )
+
+    print(f"\nsummary: seconds for {args.seconds:.0f} s of audio and {args.tokens} tokens, this run")
+    rows = [(f"ours, ASR part ({default})", ours)]
+    if whole:
+        rows.insert(0, ("ours, whole job (aligner included)", job))
+    if mtmd:
+        rows.append(("llama.cpp mtmd, ASR part", theirs))
+    if whisper:
+        rows.append(("faster-whisper large-v3-turbo int8", min(whisper["sequential"], whisper["batched"])))
+    rows.append(("transformers reference fp32", rt))
+    for name, seconds in rows:
+        print(f"  {name:38} {seconds:8.2f} s  RTF {seconds / args.seconds:.3f}")
 
     t = info.text
     n_chunks = max(1, int(np.ceil(args.seconds / 30.0)))
