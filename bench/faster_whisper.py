@@ -148,6 +148,8 @@ def run(model_dir: Path, audio: np.ndarray, tokens: int, threads: int, batch: in
     # CTranslate2 generates at most half the total length it is given (src/models/whisper.cc, generate:
     # max_length = min(total_max_length / 2, total_max_length - start_step); OpenNMT/CTranslate2#1856), and
     # faster-whisper gives it the 4 prompt tokens plus max_new_tokens: ask for what makes per_window.
+    if not 3 <= per_window <= 222:  # Whisper's 448 positions hold the 4 prompt tokens and twice these
+        raise ValueError(f"{per_window} tokens per 30 s window: faster-whisper can force 3 to 222")
     common["max_new_tokens"] = 2 * per_window - 4
     # one warm-up window, as each engine's first call pays one-time costs
     list(model.transcribe(audio[:SAMPLE_RATE], **{**common, "max_new_tokens": 4})[0])

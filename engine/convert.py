@@ -90,7 +90,7 @@ def _save_onnx(model: onnx.ModelProto, path: Path) -> None:
 def convert(
     src: Path | str,
     dest: Path | str,
-    encoder_precisions: Iterable[str] = ("fp32",),
+    encoder_precisions: Iterable[str] = ("fp32", "q8"),
     decoder_quants: Iterable[str] = ("auto",),
     repo: str | None = None,
     revision: str | None = None,
@@ -118,8 +118,15 @@ def convert(
             )
     ckpt = load_checkpoint(src)
     files: dict[str, dict] = {}
-    # A folder of ours in a layout this version no longer reads is replaced whole (at the end, as one swap).
+    # An aligner folder of ours in the layout this version no longer reads (model_folder.is_outdated) is
+    # replaced whole, with the precisions and types it had, at the end in one swap.
     replacing = dest.exists() and folder_is_outdated(dest)
+    if replacing:
+        if ckpt.kind != "aligner":
+            raise Qwen3ASRError(f"{dest}: holds a different model; choose another destination")
+        old_files = json.loads((dest / "model.json").read_text(encoding="utf-8")).get("files", {})
+        precisions += [p for p in ENCODER_PRECISIONS if frontend_file(p) in old_files and p not in precisions]
+        quants += [q for q in DECODER_QUANTS if decoder_file(q) in old_files and q not in quants]
     if dest.exists() and any(dest.iterdir()) and not replacing:
         if not (dest / "model.json").exists():
             raise Qwen3ASRError(
@@ -163,8 +170,15 @@ def convert(
         elif replacing:
             old_folder = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
             os.replace(dest, old_folder / dest.name)
-            os.replace(stage, dest)
+            try:
+                os.replace(stage, dest)
+            except BaseException:
+                os.replace(old_folder / dest.name, dest)  # the old folder back as it was
+                old_folder.rmdir()
+                raise
             shutil.rmtree(old_folder, ignore_errors=True)
+            if old_folder.exists():
+                say(f"could not remove the old folder {old_folder}; delete it yourself")
         else:
             if dest.exists():
                 dest.rmdir()  # empty, checked above
@@ -182,10 +196,11 @@ def _write_encoders(ckpt: Checkpoint, out: Path, precisions: list[str], say: Cal
         if precision == "int8":
             continue
         dtype = np.float16 if precision == "fp16" else np.float32
+        bits = 8 if precision == "q8" else None  # 8-bit weight blocks, float32 activations
         say(f"encoder frontend ({precision})")
-        _save_onnx(build_frontend(ckpt, dtype), out / frontend_file(precision))
+        _save_onnx(build_frontend(ckpt, dtype, bits), out / frontend_file(precision))
         say(f"encoder backend ({precision})")
-        _save_onnx(build_backend(ckpt, dtype), out / backend_file(precision))
+        _save_onnx(build_backend(ckpt, dtype, bits), out / backend_file(precision))
     if "int8" in precisions:
         with tempfile.TemporaryDirectory(dir=out, prefix=".int8-") as tmp:
             for name_of, build in ((frontend_file, build_frontend), (backend_file, build_backend)):
@@ -199,7 +214,7 @@ def _write_encoders(ckpt: Checkpoint, out: Path, precisions: list[str], say: Cal
 
 # Bytes per weight of each output (GGUF block formats: q8_0 34 bytes per 32 weights, q6_k 210 per 256, q4_k
 # (Q4_K_M, some tensors q6_k) about 4.8 bits), for the free-space check.
-_ENCODER_BYTES = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0}
+_ENCODER_BYTES = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "q8": 1.125}
 _DECODER_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q6_k": 210 / 256, "q4_k": 0.6}
 
 

@@ -263,6 +263,7 @@ class TextDecoder:
         if getattr(self, "_vocab_model", None):
             self.L.llama_model_free(self._vocab_model)
             self._vocab_model = None
+        self._table = None  # the embedding table's memory map
 
     def __del__(self):
         with contextlib.suppress(Exception):

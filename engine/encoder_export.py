@@ -34,10 +34,10 @@ def sinusoid_table(length: int, channels: int, max_timescale: float = 10000.0) -
     return np.concatenate([np.sin(t), np.cos(t)], axis=1).astype(np.float32)
 
 
-def build_frontend(ckpt: Checkpoint, dtype=np.float32) -> onnx.ModelProto:
+def build_frontend(ckpt: Checkpoint, dtype=np.float32, weight_bits: int | None = None) -> onnx.ModelProto:
     dims: AudioDims = ckpt.audio
     get = ckpt.tensors.get
-    g = GraphBuilder("encoder_frontend", dtype)
+    g = GraphBuilder("encoder_frontend", dtype, weight_bits)
     x = g.to_compute(
         g.input("mel_chunks", TensorProto.FLOAT, ["chunks", 1, dims.num_mel_bins, dims.chunk_frames])
     )
@@ -70,13 +70,13 @@ def build_frontend(ckpt: Checkpoint, dtype=np.float32) -> onnx.ModelProto:
     )
 
 
-def build_backend(ckpt: Checkpoint, dtype=np.float32) -> onnx.ModelProto:
+def build_backend(ckpt: Checkpoint, dtype=np.float32, weight_bits: int | None = None) -> onnx.ModelProto:
     dims: AudioDims = ckpt.audio
     get = ckpt.tensors.get
     d, heads = dims.d_model, dims.encoder_attention_heads
     head_dim = d // heads
     window = dims.window_tokens
-    g = GraphBuilder("encoder_backend", dtype)
+    g = GraphBuilder("encoder_backend", dtype, weight_bits)
     frames = g.to_compute(g.input("frames", TensorProto.FLOAT, ["tokens", d]))
 
     # Pad the token axis up to whole windows; keys past the real length get -inf-like scores.

@@ -212,10 +212,11 @@ def write_embeddings(ckpt: Checkpoint, out: Path) -> str:
     """The input embedding table as .npy in `out`: raw bfloat16 bits (uint16) when every value is a bfloat16,
     as in the official checkpoints, else float32; exact either way. Returns the file name."""
     table = np.ascontiguousarray(ckpt.tensors.get(TEXT_PREFIX + "embed_tokens.weight"), dtype=np.float32)
-    bits = table.view(np.uint32)
-    if not np.any(bits & 0xFFFF):
+    halves = table.view(np.uint16).reshape(*table.shape, 2)  # little-endian: [low, high] 16 bits of each
+    low, high = (0, 1) if np.little_endian else (1, 0)
+    if not halves[..., low].any():
         name = embeddings_file("bf16")
-        np.save(out / name, (bits >> 16).astype(np.uint16))
+        np.save(out / name, np.ascontiguousarray(halves[..., high]))
     else:
         name = embeddings_file("f32")
         np.save(out / name, table)

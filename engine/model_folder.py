@@ -18,7 +18,7 @@ FORMAT = "qwen3asr-plugin/model"
 # 2: the aligner's decoder holds its class head and takes its inputs as embeddings (engine/gguf_export.py);
 # aligner folders of version 1 (head beside an embedding-mode decoder) are converted again.
 FORMAT_VERSION = 2
-ENCODER_PRECISIONS = ("fp32", "fp16", "int8")
+ENCODER_PRECISIONS = ("fp32", "fp16", "int8", "q8")
 
 
 def frontend_file(precision: str) -> str:
@@ -109,13 +109,16 @@ class ModelInfo:
 
 def is_outdated(raw: dict) -> bool:
     """A folder this version reads only after converting again (see FORMAT_VERSION)."""
-    return raw.get("kind") == "aligner" and int(raw.get("format_version", 0)) < 2
+    return (
+        raw.get("format") == FORMAT and raw.get("kind") == "aligner" and int(raw.get("format_version", 0)) < 2
+    )
 
 
 def folder_is_outdated(folder: Path) -> bool:
     try:
-        return is_outdated(json.loads((Path(folder) / "model.json").read_text(encoding="utf-8")))
-    except (OSError, ValueError):
+        raw = json.loads((Path(folder) / "model.json").read_text(encoding="utf-8"))
+        return isinstance(raw, dict) and is_outdated(raw)
+    except (OSError, ValueError, TypeError):
         return False
 
 

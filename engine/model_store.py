@@ -14,7 +14,8 @@ from .errors import ModelError
 from .model_folder import folder_is_outdated, load_model_info
 
 DEFAULT_MODEL = "qwen3-asr-0.6b"
-DEFAULT_ENCODER_PRECISIONS = ("fp32",)
+# q8 is what the CPU runs by default (engine/encoder.py); fp32 is the exact one, and GPUs take it.
+DEFAULT_ENCODER_PRECISIONS = ("fp32", "q8")
 DEFAULT_DECODER_QUANTS = ("auto",)  # bf16 on CPUs with bf16 dot products, else q8_0
 
 

@@ -269,6 +269,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.action == "list":
         for name, preset in model_store.presets().items():
             state = "installed" if model_store.is_installed(name) else "not installed"
+            if model_store.folder_is_outdated(model_store.model_path(name)):
+                state = "outdated (converted again on first use)"
             default = " (default)" if preset.get("default") else ""
             print(f"{name:28} {preset['repo']:34} {state}{default}")
         print(f"models folder: {model_store.models_dir()}")
@@ -298,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("dest", type=Path, help="model folder to write (new, empty, or an earlier conversion)")
     p.add_argument(
-        "--encoder-precision", default="fp32", help="comma list of fp32, fp16, int8, or 'all' (default: fp32)"
+        "--encoder-precision",
+        default="fp32,q8",
+        help="comma list of fp32, fp16, int8, q8, or 'all' (default: fp32,q8)",
     )
     p.add_argument(
         "--repo", help="Hugging Face repo id to record as the source (found automatically in a hub cache)"

@@ -30,7 +30,9 @@ def model_arguments() -> argparse.ArgumentParser:
     )
     p.add_argument("--aligner", help="forced aligner preset or folder (default: the model preset's aligner)")
     p.add_argument("--no-align", action="store_true", help="no word timings (skips the aligner)")
-    p.add_argument("--encoder-precision", help="fp32, fp16 or int8 (default: the best the model folder has)")
+    p.add_argument(
+        "--encoder-precision", help="fp32, fp16, int8 or q8 (default: the best the model folder has)"
+    )
     p.add_argument(
         "--decoder-quant", help="f32, f16, bf16, q8_0, q6_k or q4_k (default: the best the model folder has)"
     )

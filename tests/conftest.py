@@ -93,7 +93,7 @@ def models(tmp_path_factory, checkpoints):
             made[name] = convert(
                 checkpoints(name),
                 tmp_path_factory.mktemp(f"model-{name}") / "m",
-                encoder_precisions=("fp32", "fp16", "int8"),
+                encoder_precisions=("fp32", "fp16", "int8", "q8"),
                 decoder_quants=("f32", "q8_0"),
             )
         return made[name]

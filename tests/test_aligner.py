@@ -75,7 +75,8 @@ def test_slot_classes_match_reference(models, checkpoints, geometry, text):
 
 
 @pytest.mark.parametrize(
-    ("encoder", "quant", "bar"), [("fp32", "q8_0", 0.85), ("fp32", "bf16", 0.97), ("int8", "q8_0", 0.75)]
+    ("encoder", "quant", "bar"),
+    [("fp32", "q8_0", 0.85), ("fp32", "bf16", 0.97), ("int8", "q8_0", 0.75), ("q8", "q8_0", 0.85)],
 )
 def test_default_decoder_types_slot_agreement(models, bf16_models, checkpoints, encoder, quant, bar):
     """The CPU defaults (q8_0, or bf16 on CPUs with bf16 dot products) at the official width, on slots that
@@ -109,6 +110,25 @@ def test_default_decoder_types_slot_agreement(models, bf16_models, checkpoints, 
     )
     assert len(set(ref.tolist())) >= ref.size // 3
     assert agreement >= bar
+
+
+def test_slot_logits_do_not_depend_on_how_the_input_is_cut(models):
+    """Long alignments (up to 180 s) go into llama.cpp in pieces of batch_tokens: cut in 7-token pieces, the
+    slots' class logits are those of one piece (each piece's output rows are read before the next)."""
+    al = aligner(models, "aligner-tiny")
+    audio = speech_like(16_000 * 3)
+    embeddings = al.encoder.encode(log_mel(audio, al.info.mel))
+    prefix, text_part = al.input_ids(embeddings.shape[0], split_units(TEXTS["mixed"]))
+    flags = [t == al.info.token_ids["timestamp"] for t in text_part]
+    whole = al.decoder.slot_logits(prefix, embeddings, text_part, flags)
+    saved = al.decoder.batch_tokens
+    try:
+        al.decoder.batch_tokens = 7
+        cut = al.decoder.slot_logits(prefix, embeddings, text_part, flags)
+    finally:
+        al.decoder.batch_tokens = saved
+    assert whole.shape == (sum(flags), 5000)
+    np.testing.assert_allclose(cut, whole, rtol=1e-4, atol=1e-4)
 
 
 CRAFTED = [

@@ -28,7 +28,7 @@ def test_model_json_is_read_from_the_checkpoint(tiny_checkpoint, tiny_model):
     assert info.token_ids["im_start"] == 1001 and info.token_ids["asr_text"] == 1061
     assert set(info.eos_token_ids) == {1000, 1002}
     assert info.mel.num_mel_bins == 128 and info.mel.hop_length == 160
-    assert info.encoder_precisions == ["fp32", "fp16", "int8"]
+    assert info.encoder_precisions == ["fp32", "fp16", "int8", "q8"]
     assert "English" in info.languages
     for name, entry in info.files.items():
         path = tiny_model / name
@@ -115,15 +115,21 @@ def test_an_aligner_folder_of_the_old_layout_is_converted_again(tmp_path):
     """Aligner folders of format 1 (class head beside an embedding-mode decoder) are refused with the fix,
     and converting into one replaces it whole."""
     ckpt = make_checkpoint(tmp_path / "al", "aligner-tiny")
-    dest = convert(ckpt, tmp_path / "alm", decoder_quants=["q8_0"])
+    dest = convert(
+        ckpt, tmp_path / "alm", encoder_precisions=["fp32", "int8"], decoder_quants=["q8_0", "f16"]
+    )
     meta = json.loads((dest / "model.json").read_text())
     meta["format_version"] = 1
     (dest / "model.json").write_text(json.dumps(meta))
     (dest / "aligner_head.f32.npy").write_bytes(b"old")
     with pytest.raises(ModelError, match="converted by an older qwen3asr-plugin; convert it again"):
         load_model_info(dest)
-    info = load_model_info(convert(ckpt, dest, decoder_quants=["q8_0"]))
+    with pytest.raises(Qwen3ASRError, match="different model"):  # an ASR checkpoint does not replace it
+        convert(make_checkpoint(tmp_path / "asr", "tiny"), dest)
+    assert (dest / "aligner_head.f32.npy").exists()
+    info = load_model_info(convert(ckpt, dest, encoder_precisions=["fp32"], decoder_quants=["q8_0"]))
     assert info.raw["format_version"] == 2
+    assert info.encoder_precisions == ["fp32", "int8"] and info.decoder_quants == ["f16", "q8_0"]  # kept
     assert not (dest / "aligner_head.f32.npy").exists()
     assert sorted(p.name for p in dest.iterdir()) == sorted([*info.files, "model.json"])
     assert [p.name for p in dest.parent.iterdir() if p.name.startswith(".")] == []  # no staging left
@@ -144,7 +150,7 @@ def test_conversion_does_not_need_torch(tiny_checkpoint, tmp_path):
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert load_model_info(tmp_path / "out").encoder_precisions == ["fp32", "fp16", "int8"]
+    assert load_model_info(tmp_path / "out").encoder_precisions == ["fp32", "fp16", "int8", "q8"]
 
 
 def test_refuses_unrelated_folder_and_other_model(tiny_checkpoint, tmp_path):
@@ -185,7 +191,7 @@ def test_interrupted_conversion_leaves_no_model_json_or_temp_files(tiny_checkpoi
     assert sorted(p.name for p in updated.iterdir()) == before
     monkeypatch.undo()
     convert(tiny_checkpoint, dest)  # a retry after an interruption just works
-    assert load_model_info(dest).encoder_precisions == ["fp32"]
+    assert load_model_info(dest).encoder_precisions == ["fp32", "q8"]
 
 
 def test_damaged_or_newer_model_folders_give_clear_errors(tiny_checkpoint, tmp_path):

@@ -309,7 +309,7 @@ def test_api_and_cli_give_the_reference_greedy_tokens(models, checkpoints, tmp_p
     folder = models("tiny")
     wav = tmp_path / "speech.wav"
     wavfile.write(wav, 16_000, AUDIO)
-    model = ASRModel(folder, device="cpu", decoder_quant="f32")
+    model = ASRModel(folder, device="cpu", decoder_quant="f32", encoder_precision="fp32")  # the exact path
     segments, info = model.transcribe(wav, temperature_fallback=False, vad_filter=False)
     segments = list(segments)
     budget = int(24 + 10.0 * AUDIO.size / 16_000)
@@ -335,6 +335,8 @@ def test_api_and_cli_give_the_reference_greedy_tokens(models, checkpoints, tmp_p
             str(folder),
             "--decoder-quant",
             "f32",
+            "--encoder-precision",
+            "fp32",
             "--no-fallback",
             "--device",
             "cpu",

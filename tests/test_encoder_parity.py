@@ -85,3 +85,48 @@ def test_window_is_read_from_config(tiny_model, models):
     """tiny uses 4 s windows (n_window_infer 400), the 0.6B layout 8 s: both come from config.json."""
     assert load_model_info(tiny_model).audio.window_tokens == 52
     assert load_model_info(models("0.6b-heads")).audio.window_tokens == 104
+
+
+@pytest.mark.parametrize(("native_bf16", "expected"), [("0", "q8"), ("1", "fp32")])
+def test_q8_weights_are_a_quarter_and_the_cpu_default_beside_q8_0(models, monkeypatch, native_bf16, expected):
+    """q8 stores the linear layers' weights in 8-bit blocks of 32 with one float32 scale each (MatMulNBits):
+    the backend's file is under 30 % of fp32's. The CPU runs it where the decoder's default is q8_0 (no bf16
+    dot products), fp32 beside the exact bf16 decoder; a GPU takes fp16, then fp32."""
+    from qwen3asr_plugin.engine.encoder import default_precision
+
+    monkeypatch.setenv("QWEN3ASR_NATIVE_BF16", native_bf16)
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    info = load_model_info(models("0.6b-heads"))
+    size = {p: info.files[f"encoder_backend.{p}.onnx.data"]["bytes"] for p in ("fp32", "q8")}
+    assert size["q8"] < 0.3 * size["fp32"]
+    assert AudioEncoder(info, EncoderOptions(device="cpu")).precision == expected
+    assert default_precision(["fp32", "q8"], gpu=False) == "q8"
+    assert default_precision(["fp32", "q8"], gpu=False, exact=True) == "fp32"
+    assert default_precision(["fp32"], gpu=False) == "fp32"
+    assert default_precision(["fp32", "q8"], gpu=True) == "fp32"
+    assert default_precision(["fp16", "fp32", "q8"], gpu=True) == "fp16"
+
+
+@pytest.mark.parametrize("k", [96, 100])
+def test_q8_blocks_are_what_onnxruntime_multiplies(k):
+    """The q8 layout as ONNX Runtime's MatMulNBits reads it (8 bits, blocks of 32, zero point 128, a last
+    partial block zero-padded): its product equals the product with our own dequantized weights."""
+    import onnxruntime as ort
+    from onnx import TensorProto
+
+    from qwen3asr_plugin.engine.onnx_graph import Q8_BLOCK, GraphBuilder, q8_blocks
+
+    rng = np.random.default_rng(k)
+    w = rng.standard_normal((40, k)).astype(np.float32)
+    g = GraphBuilder("t", np.float32, 8)
+    x = g.input("x", TensorProto.FLOAT, ["n", k])
+    g.output(g.linear(x, w, None, "l"), "y", TensorProto.FLOAT, ["n", 40])
+    session = ort.InferenceSession(g.model("t").SerializeToString(), providers=["CPUExecutionProvider"])
+    a = rng.standard_normal((3, k)).astype(np.float32)
+    q, scales = q8_blocks(w.T)
+    step = np.repeat(scales.reshape(40, -1), Q8_BLOCK, axis=1)[:, :k]
+    dequant = (q.astype(np.float32) - 128).reshape(40, -1)[:, :k] * step
+    assert np.all(np.abs(dequant - w) <= 0.5 * step * (1 + 1e-6))  # rounded to the nearest step of its block
+    np.testing.assert_allclose(session.run(None, {"x": a})[0], a @ dequant.T, rtol=1e-4, atol=1e-4)
+    assert q.shape == (40, -(-k // Q8_BLOCK), Q8_BLOCK)
+    assert np.all(np.abs(q.astype(np.int16) - 128).max(axis=-1) == 127)  # each block uses the whole range

@@ -82,6 +82,7 @@ def test_a_preset_aligner_of_the_old_layout_is_converted_again_on_use(hub, tmp_p
     meta["format_version"] = 1
     (folder / "model.json").write_text(json.dumps(meta))
     assert not model_store.is_installed("qwen3-forcedaligner-0.6b")
+    assert "outdated (converted again on first use)" in run(["models", "list"], hub.env).stdout
     downloads = [r for r in hub.requests if "model.safetensors" in r]
     result = run(["transcribe", str(wav), "--quiet", "--no-vad", "--overwrite"], hub.env)
     assert result.returncode == 0, result.stderr

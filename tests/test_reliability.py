@@ -272,6 +272,8 @@ def test_damaged_model_folders_name_the_fix(models, tmp_path, edit, message):
             "--no-align",
             "--device",
             "cpu",
+            "--encoder-precision",
+            "fp32",  # the files damaged above (the CPU's default may be q8)
             "--no-vad",
             str(wav),
         ],
