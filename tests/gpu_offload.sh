@@ -42,5 +42,7 @@ if [ ! -e "$cache/libllama.so" ]; then
 fi
 
 # lavapipe is a CPU-type Vulkan device, which ggml-vulkan uses only when named (ggml_vk_instance_init).
+# The libraries' RUNPATH names the build folder, gone after the first run: the cache is put on the search path.
 QWEN3ASR_TEST_GPU_LIB="$cache" GGML_VK_VISIBLE_DEVICES=0 PATH="$PWD/.venv/bin:$PATH" \
+    LD_LIBRARY_PATH="$cache${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
     .venv/bin/python -m pytest -q -s tests/test_gpu_offload.py "$@"
