@@ -8,6 +8,8 @@ so grouping does not change the result.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import platform
 from dataclasses import dataclass
 
@@ -18,6 +20,26 @@ from .hf_checkpoint import audio_tokens_for_frames, conv_out_len
 from .llama_runtime import native_bf16
 from .model_folder import ModelInfo, backend_file, frontend_file
 from .providers import choose_providers
+
+
+def _glibc_trim():
+    """glibc's malloc_trim, or None where the C library is not glibc (macOS, Windows, musl)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+_TRIM = _glibc_trim() if platform.system() == "Linux" else None
+
+
+def release_freed_memory() -> None:
+    """Give the memory an encoder run freed back to the system. Without the arena, ONNX Runtime frees a run's
+    activations to malloc, but glibc keeps most of them in its heaps: after each 30 s chunk of the 0.6B
+    aligner's encoder about 330 MB stayed counted against the process (measured with /proc/self/status)."""
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 @dataclass(frozen=True)
@@ -69,6 +91,10 @@ class AudioEncoder:
             )
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # No CPU memory arena: with it, ONNX Runtime keeps the largest activations it ever needed (~650 MB
+        # after one 30 s chunk of the 0.6B encoder, held for the whole job beside both decoders); without it
+        # they are freed after each run, at no measured cost in speed (README, Speed).
+        so.enable_cpu_mem_arena = False
         if options.threads:
             so.intra_op_num_threads = options.threads
         for name in (frontend_file(self.precision), backend_file(self.precision)):
@@ -135,4 +161,7 @@ class AudioEncoder:
         """Audio embeddings [T, output_dim] for mel [n_mels, L], ready to replace the audio placeholders."""
         if mel.shape[1] == 0:
             return np.zeros((0, self.info.audio.output_dim), dtype=np.float32)
-        return self.backend_embeddings(self.frontend_tokens(np.asarray(mel, dtype=np.float32)))
+        try:
+            return self.backend_embeddings(self.frontend_tokens(np.asarray(mel, dtype=np.float32)))
+        finally:
+            release_freed_memory()
