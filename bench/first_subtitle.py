@@ -32,6 +32,7 @@ def main() -> None:
 
     from bench import prepare_model
     from qwen3asr_plugin.engine.decoder import preferred_quant
+    from qwen3asr_plugin.engine.model_store import DEFAULT_ENCODER_PRECISIONS
     from qwen3asr_plugin.hosts.mpv import script_path
     from tests.fixtures.trained import speech
     from tests.media import video_with_audio, write_wav
@@ -40,8 +41,11 @@ def main() -> None:
 
     work = args.work or Path(tempfile.gettempdir()) / "qwen3asr-bench"
     work.mkdir(parents=True, exist_ok=True)
-    _, asr = prepare_model(work, args.preset, ("fp32",), (preferred_quant(),))
-    _, aligner = prepare_model(work, f"aligner-{args.preset}", ("fp32",), (preferred_quant(),))
+    # What conversion writes by default (fp32 and q8 encoders; the engine picks as it would for a user).
+    _, asr = prepare_model(work, args.preset, DEFAULT_ENCODER_PRECISIONS, (preferred_quant(),))
+    _, aligner = prepare_model(
+        work, f"aligner-{args.preset}", DEFAULT_ENCODER_PRECISIONS, (preferred_quant(),)
+    )
     film = work / f"film-{int(args.seconds)}.mp4"
     if not film.exists():
         said = speech.talk([("English", args.seconds)], seed=5).audio[: int(16_000 * args.seconds)]

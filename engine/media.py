@@ -7,6 +7,7 @@ streams and duration are read from `ffmpeg -i`'s own report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -74,6 +75,83 @@ def _opened(source) -> tuple[str, dict[str, str]]:
         _, url, network = SITES[str(source)]
         return url, network
     return str(source), _network(source)
+
+
+@dataclass(frozen=True)
+class Fragments:
+    """A local playlist (.m3u8) whose segments are all on the network: an optional initialisation segment
+    (EXT-X-MAP) and the segments with their lengths (EXTINF), as a player writes down a format a site sends
+    in fragments (mpv's ytdl hook: an EDL `!mp4_dash,init=...` of fragment URLs; hosts/mpv/qwen3asr.lua).
+    ffmpeg's HLS demuxer does not send the player's headers for the segments of a local playlist (they come
+    from the playlist's own connection), so the engine fetches them itself and pipes them to ffmpeg."""
+
+    playlist: str
+    init: str | None
+    parts: tuple[tuple[str, float], ...]  # (url, seconds)
+
+    def first_part(self, start_seconds: float) -> tuple[int, float]:
+        """The part holding `start_seconds` and where it begins, by the playlist's lengths."""
+        at = 0.0
+        for k, (_, seconds) in enumerate(self.parts):
+            if at + seconds > start_seconds or k == len(self.parts) - 1:
+                return k, at
+            at += seconds
+        return 0, 0.0
+
+
+_EXTINF = re.compile(r"#EXTINF:\s*([0-9.]+)")
+_MAP = re.compile(r'#EXT-X-MAP:.*?URI="([^"]+)"')
+
+
+@lru_cache(maxsize=16)
+def _fragment_list(playlist: str, size: int, mtime_ns: int) -> Fragments | None:
+    try:
+        text = Path(playlist).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    init, parts, length = None, [], None
+    for line in (x.strip() for x in text.splitlines()):
+        if m := _MAP.match(line):
+            init = m.group(1)
+        elif m := _EXTINF.match(line):
+            length = float(m.group(1))
+        elif line and not line.startswith("#"):
+            parts.append((line, length if length is not None else 0.0))
+            length = None
+    urls = [u for u, _ in parts] + ([init] if init else [])
+    if not parts or not all(u.lower().startswith(("http://", "https://")) for u in urls):
+        return None  # segments beside the playlist: ffmpeg reads it as HLS itself
+    return Fragments(playlist, init, tuple(parts))
+
+
+def fragments(source) -> Fragments | None:
+    """The network fragments a local .m3u8 lists, or None for anything else."""
+    if is_url(str(source)) or not str(source).lower().endswith(".m3u8"):
+        return None
+    path = Path(source)
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return _fragment_list(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _fetch(url: str, playlist: str, timeout: float = 60.0) -> bytes:
+    """One fragment, with the player's headers (--user-agent, --http-header)."""
+    import urllib.error
+    import urllib.request
+
+    headers = {}
+    if NETWORK.get("user_agent"):
+        headers["User-Agent"] = NETWORK["user_agent"]
+    for line in NETWORK.get("headers", "").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep and name.strip():
+            headers[name.strip()] = value.strip()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as answer:
+            return answer.read()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise AudioError(f"{playlist}: a fragment could not be fetched ({url}: {exc})") from None
 
 
 _UNRESOLVED: dict[str, str] = {}  # page URL -> why neither ffmpeg nor yt-dlp could read it (asked once)
@@ -208,6 +286,9 @@ def probe(path: Path | str) -> MediaInfo:
                     raise
         media, network = _opened(url)
         return replace(_probe(media, -1, 0, tuple(sorted(network.items()))), path=url)
+    frags = fragments(path)
+    if frags is not None:
+        return _probe_fragments(frags)
     path = Path(path)
     if not path.exists():
         raise AudioError(f"{path}: no such file")
@@ -219,11 +300,32 @@ def probe(path: Path | str) -> MediaInfo:
     return replace(info, duration=None) if FOLLOW else info
 
 
+@lru_cache(maxsize=16)
+def _probe_fragments(frags: Fragments) -> MediaInfo:
+    """Streams from the initialisation segment and the first part; the length from the playlist's."""
+    head = (_fetch(frags.init, frags.playlist) if frags.init else b"") + _fetch(
+        frags.parts[0][0], frags.playlist
+    )
+    info = _probe("pipe:0", -1, 0, (), head)
+    return replace(info, path=Path(frags.playlist), duration=sum(seconds for _, seconds in frags.parts))
+
+
 @lru_cache(maxsize=64)
-def _probe(path: Path | str, size: int, mtime_ns: int, network: tuple = ()) -> MediaInfo:
+def _probe(
+    path: Path | str, size: int, mtime_ns: int, network: tuple = (), data: bytes | None = None
+) -> MediaInfo:
     options = [x for key, value in network for x in (f"-{key}", value)]
     run = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", *options, "-i", str(path)], capture_output=True
+        [
+            ffmpeg_exe(),
+            "-hide_banner",
+            *(() if data is not None else ("-nostdin",)),
+            *options,
+            "-i",
+            str(path),
+        ],
+        input=data,
+        capture_output=True,
     )
     report = run.stderr.decode("utf-8", "replace")
     # ffmpeg may list a stream once per program (MPEG-TS): each index once, in index order
@@ -263,16 +365,22 @@ def decode_command(
     import ffmpeg
 
     source, network = _opened(path)
-    if FOLLOW and not is_url(source):
+    frags = fragments(path)
+    if frags is not None:  # read_blocks pipes the parts from the one holding start_seconds
+        source, network = "pipe:0", {}
+    if FOLLOW and not is_url(source) and frags is None:
         source = f"file:{Path(source).resolve()}"  # the file protocol's follow option; an absolute path
     window, trim = {}, {}
-    if (start_seconds or duration_seconds is not None) and probe(path).format == "hls":
+    if (start_seconds or duration_seconds is not None) and (frags is not None or probe(path).format == "hls"):
         # ffmpeg's seek into HLS lands at a segment's start, up to a segment early (and -ss does not trim
         # it): the window is cut by the audio's own timestamps, kept as they are (-copyts), from the
         # playlist's start. Only there: -copyts also turns off the correction of timestamps that jump
         # (concatenated MPEG-TS, VOB), where -ss/-t are right.
+        # Fragments piped from the one holding the start are cut the same way (their timestamps are the
+        # stream's own, so nothing depends on the playlist's lengths being exact).
         origin = probe(path).start + (start_seconds or 0.0)
-        window["ss"] = f"{start_seconds or 0.0:.3f}"
+        if frags is None:
+            window["ss"] = f"{start_seconds or 0.0:.3f}"
         trim = {"start": f"{origin:.6f}"}
         if duration_seconds is not None:
             trim["end"] = f"{origin + duration_seconds:.6f}"
@@ -287,10 +395,12 @@ def decode_command(
         stream = stream.filter("atrim", **trim)
         copyts = ["-copyts"]
     out = ffmpeg.output(stream, "pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=SAMPLE_RATE)
-    return [
-        ffmpeg_exe(),
-        *out.global_args("-nostdin", "-hide_banner", "-loglevel", "error", *copyts).compile()[1:],
-    ]
+    quiet = (
+        ("-hide_banner", "-loglevel", "error")
+        if frags is not None
+        else ("-nostdin", "-hide_banner", "-loglevel", "error")
+    )
+    return [ffmpeg_exe(), *out.global_args(*quiet, *copyts).compile()[1:]]
 
 
 def read_blocks(
@@ -308,7 +418,37 @@ def read_blocks(
         raise AudioError(f"{path}: has {info.audio_streams} audio stream(s); --audio-track counts from 0")
     block_bytes = int(block_seconds * SAMPLE_RATE) * 4
     argv = decode_command(path, audio_track, start_seconds, duration_seconds)
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    frags = fragments(path)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if frags is not None else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    failed: list[AudioError] = []
+    if frags is not None:
+        import threading
+
+        def feed() -> None:
+            # (from a second earlier: a part's real start may differ from its listed length's sum by a
+            # frame or two; ffmpeg's atrim cuts at the exact time)
+            first = frags.first_part(max(0.0, (start_seconds or 0.0) - 1.0))[0]
+            urls = ([frags.init] if frags.init else []) + [u for u, _ in frags.parts[first:]]
+            try:
+                for url in urls:
+                    data = _fetch(url, frags.playlist)
+                    if proc.poll() is not None:
+                        break
+                    proc.stdin.write(data)
+            except AudioError as exc:
+                failed.append(exc)
+            except OSError:  # ffmpeg stopped reading (the job ended or was stopped)
+                pass
+            finally:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+
+        threading.Thread(target=feed, daemon=True).start()
     try:
         assert proc.stdout is not None
         pending = b""
@@ -322,6 +462,9 @@ def read_blocks(
             if usable:
                 yield np.frombuffer(data[:usable], dtype="<f4").astype(np.float32)
         err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
+        if failed:  # what ffmpeg decoded before the missing fragment is not the whole input
+            proc.wait()
+            raise failed[0]
         if proc.wait() != 0:
             raise AudioError(
                 f"{path}: ffmpeg could not decode it ({err.splitlines()[-1] if err else 'error'})"

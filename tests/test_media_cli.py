@@ -500,3 +500,86 @@ def test_outputs_for_a_url_are_named_from_its_last_segment(url, stem):
     from qwen3asr_plugin.engine.media import source_stem
 
     assert source_stem(url) == stem
+
+
+def dash_fragments(tmp_path: Path, seconds: int = 40) -> tuple[Path, Path, list[str]]:
+    """`seconds` of speech as ffmpeg's DASH muxer cuts it (an initialisation segment and 4 s fragments, named
+    without an extension as some sites send them), the same bytes joined in one file, and the names."""
+    from tests.media import ffmpeg
+
+    wav = write_wav(tmp_path / "a.wav", speech_like(16_000 * seconds, seed=14))
+    served = tmp_path / "www"
+    served.mkdir()
+    ffmpeg("-i", str(wav), "-c:a", "aac", "-b:a", "64k", "-f", "dash", "-seg_duration", "4",
+           "-use_template", "0", "-use_timeline", "0", "-init_seg_name", "init",
+           "-media_seg_name", "frag-$Number$", str(served / "a.mpd"))  # fmt: skip
+    names = ["init"] + sorted((p.name for p in served.glob("frag-*")), key=lambda n: int(n.split("-")[1]))
+    joined = tmp_path / "joined.mp4"
+    joined.write_bytes(b"".join((served / n).read_bytes() for n in names))
+    return served, joined, names
+
+
+def fragment_playlist(path: Path, base: str, names: list[str], lengths: list[float]) -> Path:
+    """The playlist hosts/mpv/qwen3asr.lua writes for a format the ytdl hook gave as fragments."""
+    lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-PLAYLIST-TYPE:VOD", f'#EXT-X-MAP:URI="{base}/{names[0]}"']
+    for name, seconds in zip(names[1:], lengths, strict=True):
+        lines += [f"#EXTINF:{seconds:.3f},", f"{base}/{name}"]
+    path.write_text("\n".join([*lines, "#EXT-X-ENDLIST", ""]), encoding="utf-8")
+    return path
+
+
+def test_network_fragments_are_fetched_with_the_headers_and_read_as_one_file(tmp_path):
+    """ffmpeg's HLS demuxer sends a local playlist's segment requests without the player's headers (they come
+    from the playlist's own connection: libavformat/hls.c, save_avio_options), so the engine fetches the
+    fragments itself and pipes them to ffmpeg: the audio equals the joined fragments', from any start (cut at
+    the stream's own timestamps, so a playlist's rounded lengths move nothing), with the headers on every
+    request and the fragments before the start not fetched."""
+    from qwen3asr_plugin.engine import media as media_module
+    from tests.http_media import MediaServer
+
+    served, joined, names = dash_fragments(tmp_path)
+    with MediaServer(served) as server:
+        # lengths as a manifest rounds them: 4 s each, whatever the AAC frames make of the cut
+        playlist = fragment_playlist(tmp_path / "talk.m3u8", server.url, names, [4.0] * (len(names) - 1))
+        media_module.set_network_options("mpv 0.35.1", ["Cookie: session=42"])
+        try:
+            info = probe(playlist)
+            assert info.audio_streams == 1 and info.duration == pytest.approx(4.0 * (len(names) - 1))
+            for start in (None, 13.5, 16.01):
+                server.seen.clear()
+                got = np.concatenate(list(read_blocks(playlist, start_seconds=start)))
+                want = np.concatenate(list(read_blocks(joined, start_seconds=start)))
+                assert got.size == want.size and np.abs(got - want).max() < 1e-3, start
+                fetched = [r["path"].lstrip("/") for r in server.seen]
+                assert all(
+                    r.get("user-agent") == "mpv 0.35.1" and r.get("cookie") == "session=42"
+                    for r in server.seen
+                )
+                skipped = int(max(0.0, (start or 0.0) - 1.0) // 4)  # fragments wholly before start - 1 s
+                assert fetched == [names[0], *names[1 + skipped :]], start
+        finally:
+            media_module.set_network_options()
+
+
+def test_a_fragment_playlist_is_transcribed_and_a_missing_fragment_fails_in_one_line(models, tmp_path):
+    from tests.http_media import MediaServer
+
+    served, _, names = dash_fragments(tmp_path)
+    out = tmp_path / "out"
+    with MediaServer(served) as server:
+        playlist = fragment_playlist(tmp_path / "A talk.m3u8", server.url, names, [4.0] * (len(names) - 1))
+        run = transcribe(
+            models, str(playlist), "-o", str(out), "-f", "srt,json", "--start", "20", "--no-align"
+        )
+        assert run.returncode == 0, run.stderr
+        assert json.loads((out / "A talk.json").read_text())["duration"] == pytest.approx(40.0, abs=0.1)
+        assert pysubs2.load(str(out / "A talk.srt"))[-1].end > 30_000
+        (served / names[5]).unlink()  # gone from the server mid-way
+        run = transcribe(models, str(playlist), "-o", str(tmp_path / "out2"), "--no-align")
+    assert run.returncode != 0
+    said = run.stderr.strip().splitlines()  # the input's one line, then the batch's summary
+    assert (
+        said[0].startswith("qwen3asr: error: ") and "A talk.m3u8: a fragment could not be fetched" in said[0]
+    )
+    assert names[5] in said[0] and not any("Traceback" in line for line in said)
+    assert not (tmp_path / "out2").exists() or not list((tmp_path / "out2").iterdir())  # no partial subtitles
