@@ -90,7 +90,10 @@ class Fragments:
     parts: tuple[tuple[str, float], ...]  # (url, seconds)
 
     def first_part(self, start_seconds: float) -> tuple[int, float]:
-        """The part holding `start_seconds` and where it begins, by the playlist's lengths."""
+        """The part holding `start_seconds` and where it begins, by the playlist's lengths (the first part
+        when some length is not known)."""
+        if not all(seconds > 0 for _, seconds in self.parts):
+            return 0, 0.0
         at = 0.0
         for k, (_, seconds) in enumerate(self.parts):
             if at + seconds > start_seconds or k == len(self.parts) - 1:
@@ -307,7 +310,8 @@ def _probe_fragments(frags: Fragments) -> MediaInfo:
         frags.parts[0][0], frags.playlist
     )
     info = _probe("pipe:0", -1, 0, (), head)
-    return replace(info, path=Path(frags.playlist), duration=sum(seconds for _, seconds in frags.parts))
+    lengths = [seconds for _, seconds in frags.parts]
+    return replace(info, path=Path(frags.playlist), duration=sum(lengths) if all(lengths) else None)
 
 
 @lru_cache(maxsize=64)

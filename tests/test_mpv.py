@@ -211,6 +211,75 @@ def test_a_site_through_yt_dlp_transcribes_the_audio_being_heard(tmp_path, all_f
             mpv.close()
 
 
+FRAGMENTED_YT_DLP = """#!{python}
+# A stand-in for yt-dlp whose audio format comes in DASH fragments (protocol http_dash_segments: an
+# initialisation segment without a duration, then fragments with theirs), as some sites send it.
+import json, sys
+base, names, muxed = {base!r}, {names!r}, {muxed!r}
+headers = {{"User-Agent": "SiteAgent/2.0", "Referer": "https://site.example/watch"}}
+frags = [{{"url": f"{{base}}/{{names[0]}}"}}] + [{{"url": f"{{base}}/{{n}}", "duration": 4.0}} for n in names[1:]]
+audio = {{"format_id": "a", "url": f"{{base}}/a.mpd", "manifest_url": f"{{base}}/a.mpd", "ext": "m4a",
+         "acodec": "mp4a.40.2", "vcodec": "none", "asr": 16000, "abr": 64, "tbr": 64,
+         "protocol": "http_dash_segments", "fragments": frags, "http_headers": headers}}
+video = {{"format_id": "v", "url": f"{{base}}/video.mp4", "ext": "mp4", "vcodec": "mp4v.20.3", "acodec": "none",
+         "width": 160, "height": 120, "fps": 10, "vbr": 100, "tbr": 100, "protocol": "http", "http_headers": headers}}
+requested = [video, audio] if muxed else [audio]
+print(json.dumps({{"id": "abc", "title": "A talk", "duration": 40, "webpage_url": sys.argv[-1],
+                  "extractor": "fake", "formats": requested, "requested_formats": requested,
+                  "http_headers": headers}}))
+"""
+
+
+@pytest.mark.parametrize("muxed", [False, True], ids=["audio alone", "beside a video format"])
+def test_a_format_sent_in_fragments_is_transcribed(models, tmp_path, muxed):
+    """mpv's ytdl hook joins a fragmented format into an EDL track (player/lua/ytdl_hook.lua,
+    edl_track_joined: `!mp4_dash,init=...` and each fragment with its length): the whole opened EDL when it
+    is the only format, nested in a stream of the formats' EDL beside a video. The script lists the fragments
+    in a playlist in its temporary folder, and the engine fetches them with the site's headers (ffmpeg would
+    not send them for a local playlist's segments) and transcribes what is heard."""
+    from tests.http_media import MediaServer
+    from tests.media import ffmpeg
+    from tests.test_media_cli import dash_fragments
+
+    served, _, names = dash_fragments(tmp_path)
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=40", "-c:v", "mpeg4",
+           str(served / "video.mp4"))  # fmt: skip
+    with MediaServer(served) as server:
+        ytdl = tmp_path / "yt-dlp"
+        ytdl.write_text(
+            FRAGMENTED_YT_DLP.format(python=sys.executable, base=server.url, names=names, muxed=muxed)
+        )
+        ytdl.chmod(0o755)
+        mpv = Mpv(
+            tmp_path / "mpv.sock",
+            f"--script={script_path()}",
+            f"--script-opts={tiny_engine_opts(models)},qwen3asr-from_position=no,ytdl_hook-ytdl_path={ytdl}",
+        )
+        try:
+            mpv.command("loadfile", f"ytdl://{server.url}/watch?v=abc")
+            assert wait_for(lambda: mpv.get("duration"), 30, mpv), mpv.get("stream-open-filename")
+            opened = mpv.get("stream-open-filename")
+            assert (
+                opened.startswith("edl://") and "!mp4_dash" in opened and ("!new_stream" in opened) == muxed
+            )
+            mpv.command("script-message-to", "qwen3asr", "generate")
+            ended = ("qwen3asr-done", "qwen3asr-failed", "qwen3asr-refused")
+            assert wait_for(lambda: any(mpv.messages(m) for m in ended), 120, mpv)
+            assert mpv.messages("qwen3asr-done"), [mpv.messages(m) for m in ended]
+            output = Path(mpv.messages("qwen3asr-done")[0][0])
+            assert output.name == "A talk.srt"  # named after what is playing
+            cues = pysubs2.load(str(output))
+            assert cues and cues[-1].end > 30_000  # the whole format, all its fragments
+            folder = output.parent
+            assert (folder / "A talk.m3u8").exists()
+            engine = [r for r in server.seen if r["path"].lstrip("/").startswith("frag-")]
+            assert engine and all(r.get("user-agent") == "SiteAgent/2.0" for r in server.seen)
+            assert all(r.get("referer") == "https://site.example/watch" for r in server.seen)
+        finally:
+            mpv.close()
+    assert not folder.exists()  # the list goes with the subtitles when mpv quits
+
+
 def test_cookies_the_ytdl_hook_keeps_in_memory_reach_the_engine(video, tmp_path):
     """Newer mpv's ytdl hook hands a site's cookies to mpv as cookies-file=memory:// (Netscape format;
     player/lua/ytdl_hook.lua): the engine's ffmpeg cannot read that, so the script sends the cookies for the

@@ -41,8 +41,9 @@ local function reset()
     -- audio: the audio track id transcribed
     -- ranges: the {start, end} ranges transcribed (the engine's resume state); start: where the job began
     -- dump, recording: mpv's dump of a live stream or pipe (its async command) and the file it grows
+    -- playlist: the list of a site's fragments written for the engine
     state = {job = nil, output = nil, sid = nil, temp_dir = nil, done = false, error = nil, audio = nil,
-             ranges = {}, start = 0, dump = nil, recording = nil, live = false, waiting = nil}
+             ranges = {}, start = 0, dump = nil, recording = nil, live = false, waiting = nil, playlist = nil}
 end
 reset()
 
@@ -242,6 +243,9 @@ local function cleanup()
         if state.recording then
             os.remove(state.recording)
         end
+        if state.playlist then  -- the list of a site's fragments the engine read
+            os.remove(state.playlist)
+        end
         remove_folder(state.temp_dir)
     end
     reset()
@@ -274,8 +278,8 @@ end
 -- ",", `name=value` or positional, any value either plain or `%N%` followed by exactly N bytes. Returns the
 -- streams ("!new_stream" starts one): each {url = its first segment's file, types = {audio = true, ...}} from
 -- its "!delay_open,media_type=..." headers (ytdl_hook writes one per track a format holds).
-local function edl_streams(text)
-    local streams = {{types = {}}}
+local function edl_entries(text)
+    local entries = {}
     local i, n = 1, #text
     while i <= n do
         local params, positional = {}, {}
@@ -301,7 +305,15 @@ local function edl_streams(text)
             local sep = text:sub(i, i)
             i = i + 1
         until sep ~= ","
-        local head = positional[1] or ""
+        table.insert(entries, {head = positional[1] or "", params = params})
+    end
+    return entries
+end
+
+local function edl_streams(text)
+    local streams = {{types = {}}}
+    for _, entry in ipairs(edl_entries(text)) do
+        local head, params = entry.head, entry.params
         local current = streams[#streams]
         if head == "!new_stream" then
             if current.url or next(current.types) then
@@ -324,8 +336,50 @@ local function edl_streams(text)
     return out
 end
 
+-- A format the ytdl hook gave as fragments (ytdl_hook.lua, edl_track_joined: "!mp4_dash,init=URL" then each
+-- fragment's URL with its length, or the fragments alone): {init = URL or nil, parts = {{url, seconds}, ...}},
+-- or nil when the EDL is not one track of fragments (it has several streams, or none).
+local function edl_fragments(text)
+    local frags = {parts = {}}
+    for _, entry in ipairs(edl_entries(text)) do
+        if entry.head == "!new_stream" then
+            return nil
+        elseif entry.head == "!mp4_dash" then
+            frags.init = entry.params.init
+        elseif entry.head:sub(1, 1) ~= "!" and (entry.params.file or entry.head) ~= "" then
+            table.insert(frags.parts, {entry.params.file or entry.head, tonumber(entry.params.length)})
+        end
+    end
+    return #frags.parts > 0 and frags or nil
+end
+
+-- The playlist the engine reads fragments from (engine/media.py, Fragments): an HLS playlist of their URLs,
+-- written into our temporary folder, named after what is playing.
+local function write_fragment_playlist(frags, folder)
+    local title = (mp.get_property("media-title") or ""):gsub('[%c\\/:*?"<>|]+', " ")
+    title = title:gsub("^[%s%.]+", ""):gsub("[%s%.]+$", ""):sub(1, 80)
+    local path = utils.join_path(folder, (title ~= "" and title or "stream") .. ".m3u8")
+    local lines = {"#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-PLAYLIST-TYPE:VOD"}
+    if frags.init then
+        table.insert(lines, '#EXT-X-MAP:URI="' .. frags.init .. '"')
+    end
+    for _, part in ipairs(frags.parts) do
+        table.insert(lines, string.format("#EXTINF:%.3f,", part[2] or 0))
+        table.insert(lines, part[1])
+    end
+    table.insert(lines, "#EXT-X-ENDLIST")
+    make_folder(folder)
+    local f = io.open(path, "wb")
+    if not f then
+        return nil
+    end
+    f:write(table.concat(lines, "\n") .. "\n")
+    f:close()
+    return path
+end
+
 -- What a site played through mpv's ytdl hook (yt-dlp) resolved to: the URL of the audio the viewer hears, or
--- nil and why. The hook leaves the resolved media in stream-open-filename:
+-- nil and why; for a format sent in fragments, the first fragment's URL and the fragments. The hook leaves the resolved media in stream-open-filename:
 -- one URL for a muxed format, or an EDL of separate formats (each one track, opened when selected).
 local function resolved_audio(opened)
     if not opened:find("^edl://") then
@@ -333,6 +387,10 @@ local function resolved_audio(opened)
             return opened
         end
         return nil, "this site's stream is not a URL the engine can read"
+    end
+    local whole = edl_fragments(opened:sub(7))  -- one format, in fragments
+    if whole then
+        return whole.parts[1][1], nil, whole
     end
     local streams = edl_streams(opened:sub(7))
     local current = mp.get_property_native("current-tracks/audio")
@@ -390,8 +448,12 @@ local function resolved_audio(opened)
         end
     end
     if chosen then
-        if chosen.url:find("^edl://") or not chosen.url:find("^%a[%w+.-]*://") then
-            return nil, "this site sends its audio in fragments; not supported yet"
+        local frags = chosen.url:find("^edl://") and edl_fragments(chosen.url:sub(7))
+        if frags then
+            return frags.parts[1][1], nil, frags
+        end
+        if not chosen.url:find("^%a[%w+.-]*://") then
+            return nil, "this site's audio is not a URL the engine can read"
         end
         return chosen.url
     end
@@ -452,7 +514,7 @@ local function generate(at)
         mp.commandv("script-message", "qwen3asr-done", state.output)
         return
     end
-    local network, resolved, live = {}, false, false
+    local network, resolved, live, frags = {}, false, false, nil
     if path == "-" or path:find("^fd://") then
         live = true  -- a pipe: transcribed from mpv's own dump of what it reads
     elseif path:find("^file://") then
@@ -463,12 +525,12 @@ local function generate(at)
     elseif path:find("^%a[%w+.-]*://") then
         local opened = mp.get_property("stream-open-filename") or path
         if opened ~= path then  -- a site resolved by the ytdl hook (path is its page, "ytdl://..." or http)
-            local url, why = resolved_audio(opened)
+            local url, why, parts = resolved_audio(opened)
             if not url then
                 refuse(why)
                 return
             end
-            path, resolved = url, true
+            path, resolved, frags = url, true, parts
         end
         -- A stream without a length, or that cannot seek (served as it is made, no byte ranges: mpv's
         -- duration is then only an estimate of what arrived), is live: transcribed from mpv's dump of it.
@@ -489,11 +551,24 @@ local function generate(at)
             table.insert(network, "Cookie: " .. cookie)
         end
     end
-    if not live and not path:find("^%a[%w+.-]*://") then
+    if frags and not live then
+        -- the engine fetches the fragments itself, with the headers above (ffmpeg would not send them)
+        if not state.temp_dir then
+            state.temp_dir = utils.join_path(temp_root(), string.format("qwen3asr-mpv-%d-%d",
+                utils.getpid(), math.floor(mp.get_time() * 1000)))
+        end
+        path = write_fragment_playlist(frags, state.temp_dir)
+        state.playlist = path
+        if not path then
+            refuse("cannot write the list of this site's fragments into " .. state.temp_dir)
+            return
+        end
+    elseif not live and not path:find("^%a[%w+.-]*://") then
         path = utils.join_path(mp.get_property("working-directory") or "", path)
     end
     local source, track, audio_id = playing_audio(path)
-    state.video = (not live and not path:find("^%a[%w+.-]*://")) and path or nil  -- a local file, to save beside
+    -- a local file, to save beside (not our list of a site's fragments)
+    state.video = (not live and not frags and not path:find("^%a[%w+.-]*://")) and path or nil
     if resolved or live then
         track = 0  -- the playing format's own URL, or mpv's recording (it holds the selected streams only)
     end
