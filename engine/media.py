@@ -104,6 +104,7 @@ class Fragments:
 
 _EXTINF = re.compile(r"#EXTINF:\s*([0-9.]+)")
 _MAP = re.compile(r'#EXT-X-MAP:.*?URI="([^"]+)"')
+_NOT_FRAGMENTS = ("#EXT-X-STREAM-INF", "#EXT-X-MEDIA", "#EXT-X-KEY", "#EXT-X-BYTERANGE", "#EXT-X-I-FRAME")
 
 
 @lru_cache(maxsize=16)
@@ -112,8 +113,11 @@ def _fragment_list(playlist: str, size: int, mtime_ns: int) -> Fragments | None:
         text = Path(playlist).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
+    lines = [x.strip() for x in text.splitlines()]
+    if "#EXT-X-ENDLIST" not in lines or any(line.startswith(_NOT_FRAGMENTS) for line in lines):
+        return None  # a live, master, encrypted or byte-range playlist: ffmpeg's HLS demuxer reads it
     init, parts, length = None, [], None
-    for line in (x.strip() for x in text.splitlines()):
+    for line in lines:
         if m := _MAP.match(line):
             init = m.group(1)
         elif m := _EXTINF.match(line):
@@ -138,8 +142,10 @@ def fragments(source) -> Fragments | None:
     return _fragment_list(str(path), stat.st_size, stat.st_mtime_ns)
 
 
-def _fetch(url: str, playlist: str, timeout: float = 60.0) -> bytes:
-    """One fragment, with the player's headers (--user-agent, --http-header)."""
+def _fetch(url: str, playlist: str, timeout: float = 60.0, attempts: int = 3) -> bytes:
+    """One fragment, with the player's headers (--user-agent, --http-header); a dropped connection or a
+    server error is tried again (after 1 s, then 2 s), a refusal (4xx) is not."""
+    import time
     import urllib.error
     import urllib.request
 
@@ -150,11 +156,20 @@ def _fetch(url: str, playlist: str, timeout: float = 60.0) -> bytes:
         name, sep, value = line.partition(":")
         if sep and name.strip():
             headers[name.strip()] = value.strip()
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as answer:
-            return answer.read()
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise AudioError(f"{playlist}: a fragment could not be fetched ({url}: {exc})") from None
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers=headers), timeout=timeout
+            ) as answer:
+                return answer.read()
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            final = isinstance(exc, ValueError) or (
+                isinstance(exc, urllib.error.HTTPError) and exc.code < 500
+            )
+            if final or attempt == attempts - 1:
+                raise AudioError(f"{playlist}: a fragment could not be fetched ({url}: {exc})") from None
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
 
 
 _UNRESOLVED: dict[str, str] = {}  # page URL -> why neither ffmpeg nor yt-dlp could read it (asked once)
@@ -309,15 +324,21 @@ def _probe_fragments(frags: Fragments) -> MediaInfo:
     head = (_fetch(frags.init, frags.playlist) if frags.init else b"") + _fetch(
         frags.parts[0][0], frags.playlist
     )
-    info = _probe("pipe:0", -1, 0, (), head)
+    try:
+        info = _read_report("pipe:0", (), head)
+    except AudioError as exc:
+        raise AudioError(str(exc).replace("pipe:0", f"{frags.playlist} (its first fragment)", 1)) from None
     lengths = [seconds for _, seconds in frags.parts]
     return replace(info, path=Path(frags.playlist), duration=sum(lengths) if all(lengths) else None)
 
 
 @lru_cache(maxsize=64)
-def _probe(
-    path: Path | str, size: int, mtime_ns: int, network: tuple = (), data: bytes | None = None
-) -> MediaInfo:
+def _probe(path: Path | str, size: int, mtime_ns: int, network: tuple = ()) -> MediaInfo:
+    return _read_report(path, network)
+
+
+def _read_report(path: Path | str, network: tuple = (), data: bytes | None = None) -> MediaInfo:
+    """`ffmpeg -i`'s report of `path` (or of `data` on its standard input, path "pipe:0")."""
     options = [x for key, value in network for x in (f"-{key}", value)]
     run = subprocess.run(
         [
@@ -393,7 +414,8 @@ def decode_command(
             window["ss"] = f"{start_seconds:.3f}"
         if duration_seconds is not None:
             window["t"] = f"{duration_seconds:.3f}"
-    stream = ffmpeg.input(source, **window, **network, **_follow(path))[f"a:{audio_track}"]
+    follow = _follow(path) if frags is None else {}  # the fragments' pipe ends when the list does
+    stream = ffmpeg.input(source, **window, **network, **follow)[f"a:{audio_track}"]
     copyts = []
     if trim:
         stream = stream.filter("atrim", **trim)
@@ -445,7 +467,8 @@ def read_blocks(
                         break
                     proc.stdin.write(data)
             except AudioError as exc:
-                failed.append(exc)
+                if proc.poll() is None:  # (not a fragment past a window ffmpeg has finished)
+                    failed.append(exc)
             except OSError:  # ffmpeg stopped reading (the job ended or was stopped)
                 pass
             finally:

@@ -557,8 +557,28 @@ def test_network_fragments_are_fetched_with_the_headers_and_read_as_one_file(tmp
                 )
                 skipped = int(max(0.0, (start or 0.0) - 1.0) // 4)  # fragments wholly before start - 1 s
                 assert fetched == [names[0], *names[1 + skipped :]], start
+            # a window (a resumed gap): ffmpeg ends at its end and the fragments after it are not fetched;
+            # --follow (for growing files) does not reach the pipe
+            media_module.set_follow(5.0)
+            server.seen.clear()
+            got = np.concatenate(list(read_blocks(playlist, start_seconds=6.0, duration_seconds=5.0)))
+            want = np.concatenate(list(read_blocks(joined, start_seconds=6.0, duration_seconds=5.0)))
+            assert got.size == want.size == 80_000 and np.abs(got - want).max() < 1e-3
+            assert names[-1] not in [r["path"].lstrip("/") for r in server.seen]
         finally:
             media_module.set_network_options()
+            media_module.set_follow(None)
+        # what ffmpeg's HLS demuxer reads itself: a master, live (no end), encrypted or byte-range playlist
+        text = playlist.read_text()
+        for other in (
+            text.replace("#EXT-X-ENDLIST", ""),
+            text.replace("#EXTM3U", '#EXTM3U\n#EXT-X-KEY:METHOD=AES-128,URI="https://k.example/key"'),
+            f"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=64000\n{server.url}/a.m3u8\n#EXT-X-ENDLIST\n",
+        ):
+            playlist.write_text(other)
+            assert media_module.fragments(playlist) is None
+        playlist.write_text(text.replace(f"{server.url}/{names[3]}", names[3]))  # one segment beside it
+        assert media_module.fragments(playlist) is None
 
 
 def test_a_fragment_playlist_is_transcribed_and_a_missing_fragment_fails_in_one_line(models, tmp_path):

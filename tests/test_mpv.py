@@ -242,6 +242,7 @@ def test_a_format_sent_in_fragments_is_transcribed(models, tmp_path, muxed):
     from tests.test_media_cli import dash_fragments
 
     served, _, names = dash_fragments(tmp_path)
+    folder = None
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=40", "-c:v", "mpeg4",
            str(served / "video.mp4"))  # fmt: skip
     with MediaServer(served) as server:
@@ -277,7 +278,7 @@ def test_a_format_sent_in_fragments_is_transcribed(models, tmp_path, muxed):
             assert all(r.get("referer") == "https://site.example/watch" for r in server.seen)
         finally:
             mpv.close()
-    assert not folder.exists()  # the list goes with the subtitles when mpv quits
+    assert folder is not None and not folder.exists()  # the list goes with the subtitles when mpv quits
 
 
 def test_cookies_the_ytdl_hook_keeps_in_memory_reach_the_engine(video, tmp_path):

@@ -336,21 +336,23 @@ local function edl_streams(text)
     return out
 end
 
--- A format the ytdl hook gave as fragments (ytdl_hook.lua, edl_track_joined: "!mp4_dash,init=URL" then each
--- fragment's URL with its length, or the fragments alone): {init = URL or nil, parts = {{url, seconds}, ...}},
--- or nil when the EDL is not one track of fragments (it has several streams, or none).
+-- A format the ytdl hook gave as DASH fragments (ytdl_hook.lua, edl_track_joined: "!mp4_dash,init=URL" then
+-- each fragment's URL with its length): {init = URL or nil, parts = {{url, seconds}, ...}}, or nil for any
+-- other EDL (several streams; the joined parts of a multi-part video, each a whole file or manifest).
 local function edl_fragments(text)
     local frags = {parts = {}}
+    local dash = false
     for _, entry in ipairs(edl_entries(text)) do
         if entry.head == "!new_stream" then
             return nil
         elseif entry.head == "!mp4_dash" then
+            dash = true
             frags.init = entry.params.init
         elseif entry.head:sub(1, 1) ~= "!" and (entry.params.file or entry.head) ~= "" then
             table.insert(frags.parts, {entry.params.file or entry.head, tonumber(entry.params.length)})
         end
     end
-    return #frags.parts > 0 and frags or nil
+    return dash and #frags.parts > 0 and frags or nil
 end
 
 -- The playlist the engine reads fragments from (engine/media.py, Fragments): an HLS playlist of their URLs,
@@ -452,7 +454,7 @@ local function resolved_audio(opened)
         if frags then
             return frags.parts[1][1], nil, frags
         end
-        if not chosen.url:find("^%a[%w+.-]*://") then
+        if chosen.url:find("^edl://") or not chosen.url:find("^%a[%w+.-]*://") then
             return nil, "this site's audio is not a URL the engine can read"
         end
         return chosen.url
