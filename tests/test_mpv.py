@@ -215,7 +215,7 @@ FRAGMENTED_YT_DLP = """#!{python}
 # A stand-in for yt-dlp whose audio format comes in DASH fragments (protocol http_dash_segments: an
 # initialisation segment without a duration, then fragments with theirs), as some sites send it.
 import json, sys
-base, names, muxed = {base!r}, {names!r}, {muxed!r}
+base, names, muxed, title = {base!r}, {names!r}, {muxed!r}, {title!r}
 headers = {{"User-Agent": "SiteAgent/2.0", "Referer": "https://site.example/watch"}}
 frags = [{{"url": f"{{base}}/{{names[0]}}"}}] + [{{"url": f"{{base}}/{{n}}", "duration": 4.0}} for n in names[1:]]
 audio = {{"format_id": "a", "url": f"{{base}}/a.mpd", "manifest_url": f"{{base}}/a.mpd", "ext": "m4a",
@@ -224,14 +224,22 @@ audio = {{"format_id": "a", "url": f"{{base}}/a.mpd", "manifest_url": f"{{base}}
 video = {{"format_id": "v", "url": f"{{base}}/video.mp4", "ext": "mp4", "vcodec": "mp4v.20.3", "acodec": "none",
          "width": 160, "height": 120, "fps": 10, "vbr": 100, "tbr": 100, "protocol": "http", "http_headers": headers}}
 requested = [video, audio] if muxed else [audio]
-print(json.dumps({{"id": "abc", "title": "A talk", "duration": 40, "webpage_url": sys.argv[-1],
+print(json.dumps({{"id": "abc", "title": title, "duration": 40, "webpage_url": sys.argv[-1],
                   "extractor": "fake", "formats": requested, "requested_formats": requested,
                   "http_headers": headers}}))
 """
 
 
-@pytest.mark.parametrize("muxed", [False, True], ids=["audio alone", "beside a video format"])
-def test_a_format_sent_in_fragments_is_transcribed(models, tmp_path, muxed):
+@pytest.mark.parametrize(
+    ("muxed", "title", "name"),
+    [
+        (False, "A talk", "A talk"),
+        # a long title in CJK: 80 bytes at most, never half a character (26 of 60 characters, 78 bytes)
+        (True, "字幕" * 30, "字幕" * 13),
+    ],
+    ids=["audio alone", "beside a video format"],
+)
+def test_a_format_sent_in_fragments_is_transcribed(models, tmp_path, muxed, title, name):
     """mpv's ytdl hook joins a fragmented format into an EDL track (player/lua/ytdl_hook.lua,
     edl_track_joined: `!mp4_dash,init=...` and each fragment with its length): the whole opened EDL when it
     is the only format, nested in a stream of the formats' EDL beside a video. The script lists the fragments
@@ -248,7 +256,9 @@ def test_a_format_sent_in_fragments_is_transcribed(models, tmp_path, muxed):
     with MediaServer(served) as server:
         ytdl = tmp_path / "yt-dlp"
         ytdl.write_text(
-            FRAGMENTED_YT_DLP.format(python=sys.executable, base=server.url, names=names, muxed=muxed)
+            FRAGMENTED_YT_DLP.format(
+                python=sys.executable, base=server.url, names=names, muxed=muxed, title=title
+            )
         )
         ytdl.chmod(0o755)
         mpv = Mpv(
@@ -268,11 +278,11 @@ def test_a_format_sent_in_fragments_is_transcribed(models, tmp_path, muxed):
             assert wait_for(lambda: any(mpv.messages(m) for m in ended), 120, mpv)
             assert mpv.messages("qwen3asr-done"), [mpv.messages(m) for m in ended]
             output = Path(mpv.messages("qwen3asr-done")[0][0])
-            assert output.name == "A talk.srt"  # named after what is playing
+            assert output.name == f"{name}.srt"  # named after what is playing
             cues = pysubs2.load(str(output))
             assert cues and cues[-1].end > 30_000  # the whole format, all its fragments
             folder = output.parent
-            assert (folder / "A talk.m3u8").exists()
+            assert (folder / f"{name}.m3u8").exists()
             engine = [r for r in server.seen if r["path"].lstrip("/").startswith("frag-")]
             assert engine and all(r.get("user-agent") == "SiteAgent/2.0" for r in server.seen)
             assert all(r.get("referer") == "https://site.example/watch" for r in server.seen)

@@ -355,12 +355,26 @@ local function edl_fragments(text)
     return dash and #frags.parts > 0 and frags or nil
 end
 
+-- What is playing, as a file name: characters no file name may hold made spaces, at most 80 bytes cut at a
+-- character's boundary (a UTF-8 sequence split in two is no valid name on Windows or macOS), no spaces or
+-- dots at either end; `fallback` when nothing is left.
+local function title_name(fallback)
+    local title = (mp.get_property("media-title") or ""):gsub('[%c\\/:*?"<>|]+', " ")
+    if #title > 80 then
+        local cut = 81  -- back from the first byte left out to the start of its character
+        while cut > 1 and title:byte(cut) >= 0x80 and title:byte(cut) < 0xC0 do
+            cut = cut - 1
+        end
+        title = title:sub(1, cut - 1)
+    end
+    title = title:gsub("^[%s%.]+", ""):gsub("[%s%.]+$", "")
+    return (title ~= "" and title ~= "-") and title or fallback
+end
+
 -- The playlist the engine reads fragments from (engine/media.py, Fragments): an HLS playlist of their URLs,
 -- written into our temporary folder, named after what is playing.
 local function write_fragment_playlist(frags, folder)
-    local title = (mp.get_property("media-title") or ""):gsub('[%c\\/:*?"<>|]+', " ")
-    title = title:gsub("^[%s%.]+", ""):gsub("[%s%.]+$", ""):sub(1, 80)
-    local path = utils.join_path(folder, (title ~= "" and title or "stream") .. ".m3u8")
+    local path = utils.join_path(folder, title_name("stream") .. ".m3u8")
     local lines = {"#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-PLAYLIST-TYPE:VOD"}
     if frags.init then
         table.insert(lines, '#EXT-X-MAP:URI="' .. frags.init .. '"')
@@ -597,9 +611,7 @@ local function generate(at)
         end
         if not state.recording then
             -- named after what is playing, so that outputs in out_dir differ from one stream to the next
-            local title = (mp.get_property("media-title") or ""):gsub('[%c\\/:*?"<>|]+', " ")
-            title = title:gsub("^[%s%.]+", ""):gsub("[%s%.]+$", ""):sub(1, 80)
-            state.recording = utils.join_path(state.temp_dir, (title ~= "" and title ~= "-" and title or "stream") .. ".mkv")
+            state.recording = utils.join_path(state.temp_dir, title_name("stream") .. ".mkv")
         end
         os.remove(state.recording)
         make_folder(state.temp_dir)
