@@ -379,6 +379,21 @@ def _read_report(path: Path | str, network: tuple = (), data: bytes | None = Non
     )
 
 
+def _opus_delay(path, audio_track: int) -> float:
+    """Opus in Matroska/WebM starts its timestamps at minus its codec delay (`start: -0.007`); decoding from
+    the start drops those samples, so the audio's time 0 is the container's 0, but `-ss X` counts from the
+    container's start and so began 7 ms early (every subtitle of a window 7-8 ms late, measured with a click
+    at 1 s). The seek is moved by that much; other codecs' negative starts (AAC priming in MP4) are kept in
+    both decodes alike and need nothing."""
+    if is_url(str(path)) and str(path) in SITES or fragments(path) is not None:
+        return 0.0
+    info = probe(path)
+    audio = [codec for _, kind, codec in info.streams if kind == "Audio"]
+    if info.start < 0 and audio_track < len(audio) and audio[audio_track] == "opus":
+        return -info.start
+    return 0.0
+
+
 def decode_command(
     path: Path | str,
     audio_track: int = 0,
@@ -411,7 +426,7 @@ def decode_command(
             trim["end"] = f"{origin + duration_seconds:.6f}"
     else:
         if start_seconds:
-            window["ss"] = f"{start_seconds:.3f}"
+            window["ss"] = f"{start_seconds + _opus_delay(path, audio_track):.3f}"
         if duration_seconds is not None:
             window["t"] = f"{duration_seconds:.3f}"
     follow = _follow(path) if frags is None else {}  # the fragments' pipe ends when the list does

@@ -603,3 +603,25 @@ def test_a_fragment_playlist_is_transcribed_and_a_missing_fragment_fails_in_one_
     )
     assert names[5] in said[0] and not any("Traceback" in line for line in said)
     assert not (tmp_path / "out2").exists() or not list((tmp_path / "out2").iterdir())  # no partial subtitles
+
+
+@pytest.mark.parametrize("container", ["webm", "mkv", "ogg"])
+def test_a_window_of_opus_starts_where_the_whole_file_puts_it(tmp_path, container):
+    """Opus in Matroska/WebM starts its timestamps at minus its codec delay (ffmpeg reports `start: -0.007`);
+    decoded from the start the delay is dropped, but `-ss` counts from the container's start: a window began
+    7 ms early and every time in it was 8 ms late. A click at 1 s is at 1 s both ways, within a sample's
+    rounding (Ogg has no negative start and needs nothing)."""
+    from tests.media import ffmpeg
+
+    rate = 48_000
+    click = np.zeros(3 * rate, np.float32)
+    click[rate : rate + 48] = 0.6
+    wav = write_wav(tmp_path / "click.wav", click, rate=rate)
+    media = tmp_path / f"click.{container}"
+    ffmpeg("-i", str(wav), "-c:a", "libopus", "-b:a", "64k", str(media))
+    whole = np.concatenate(list(read_blocks(media)))
+    window = np.concatenate(list(read_blocks(media, start_seconds=0.5)))
+    at_whole = int(np.argmax(np.abs(whole)))
+    at_window = int(np.argmax(np.abs(window))) + 8_000
+    assert abs(at_whole - 16_000) <= 2 and abs(at_window - at_whole) <= 2
+    assert window.size == whole.size - 8_000
