@@ -248,6 +248,12 @@ class TextDecoder:
         seq_tokens = min(-(-tokens_per_seq // 256) * 256, max(self.context_tokens, tokens_per_seq))
         self._make_context(n_seq, seq_tokens)
 
+    def release_context(self) -> None:
+        """Give back the KV cache and compute buffers until the next request makes a context again (the
+        pipeline does so while the aligner runs: the two are never needed at once)."""
+        self._free_context()
+        self.n_seq = self.seq_tokens = 0
+
     def _free_context(self) -> None:
         if getattr(self, "ctx", None):
             self.L.llama_batch_free(self._tok_batch)

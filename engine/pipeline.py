@@ -115,6 +115,8 @@ class AsrPipeline:
                 # Without the fallback, only the schedule's first (greedy) temperature.
                 temperatures=None if options.temperature_fallback else self.decoder.options.temperatures[:1],
             )
+            if self.aligner is not None:
+                self.decoder.release_context()  # its KV cache is not needed while the aligner runs
             for chunk, result in zip(group, results, strict=True):
                 if on_progress is not None:
                     on_progress(chunk.end_seconds)
@@ -122,6 +124,8 @@ class AsrPipeline:
                 if segment is not None:
                     index += 1
                     yield segment
+            if self.aligner is not None:
+                self.aligner.decoder.release_context()  # nor the aligner's while the next batch decodes
 
     def _segment(self, chunk, result: ChunkResult, index: int, info: TranscriptionInfo) -> Segment | None:
         parsed = result.parsed
