@@ -89,17 +89,17 @@ class Fragments:
     init: str | None
     parts: tuple[tuple[str, float], ...]  # (url, seconds)
 
-    def first_part(self, start_seconds: float) -> tuple[int, float]:
-        """The part holding `start_seconds` and where it begins, by the playlist's lengths (the first part
-        when some length is not known)."""
+    def first_part(self, start_seconds: float) -> int:
+        """The part holding `start_seconds` by the playlist's lengths (the first when some length is not
+        known)."""
         if not all(seconds > 0 for _, seconds in self.parts):
-            return 0, 0.0
+            return 0
         at = 0.0
         for k, (_, seconds) in enumerate(self.parts):
-            if at + seconds > start_seconds or k == len(self.parts) - 1:
-                return k, at
             at += seconds
-        return 0, 0.0
+            if at > start_seconds:
+                return k
+        return len(self.parts) - 1
 
 
 _EXTINF = re.compile(r"#EXTINF:\s*([0-9.]+)")
@@ -385,7 +385,7 @@ def _opus_delay(path, audio_track: int) -> float:
     container's start and so began 7 ms early (every subtitle of a window 7-8 ms late, measured with a click
     at 1 s). The seek is moved by that much; other codecs' negative starts (AAC priming in MP4) are kept in
     both decodes alike and need nothing."""
-    if is_url(str(path)) and str(path) in SITES or fragments(path) is not None:
+    if str(path) in SITES:
         return 0.0
     info = probe(path)
     audio = [codec for _, kind, codec in info.streams if kind == "Audio"]
@@ -436,12 +436,11 @@ def decode_command(
         stream = stream.filter("atrim", **trim)
         copyts = ["-copyts"]
     out = ffmpeg.output(stream, "pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=SAMPLE_RATE)
-    quiet = (
-        ("-hide_banner", "-loglevel", "error")
-        if frags is not None
-        else ("-nostdin", "-hide_banner", "-loglevel", "error")
-    )
-    return [ffmpeg_exe(), *out.global_args(*quiet, *copyts).compile()[1:]]
+    stdin = () if frags is not None else ("-nostdin",)  # the fragments come on standard input
+    return [
+        ffmpeg_exe(),
+        *out.global_args(*stdin, "-hide_banner", "-loglevel", "error", *copyts).compile()[1:],
+    ]
 
 
 def read_blocks(
@@ -473,7 +472,7 @@ def read_blocks(
         def feed() -> None:
             # (from a second earlier: a part's real start may differ from its listed length's sum by a
             # frame or two; ffmpeg's atrim cuts at the exact time)
-            first = frags.first_part(max(0.0, (start_seconds or 0.0) - 1.0))[0]
+            first = frags.first_part(max(0.0, (start_seconds or 0.0) - 1.0))
             urls = ([frags.init] if frags.init else []) + [u for u, _ in frags.parts[first:]]
             try:
                 for url in urls:
