@@ -133,10 +133,15 @@ def run_bench(
             bytes_read=steps * decoder.path.stat().st_size,
         )
     )
-    # The ASR decoder stays loaded while the aligner runs, as in the pipeline (engine/pipeline.py aligns each
-    # segment as it is made), so the peak memory is the job's.
+    # While the aligner runs, the ASR decoder gives back its weights where that is cheap, as in the pipeline
+    # (engine/pipeline.py: the two decoders take turns), so the peak memory is the job's.
     if aligner_info is not None:
         from .aligner import ForcedAligner, split_units
+
+        if decoder.weights_releasable:
+            decoder.release_weights()
+        else:
+            decoder.release_context()
 
         t0 = time.perf_counter()
         aligner = ForcedAligner(

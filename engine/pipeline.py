@@ -74,6 +74,17 @@ class AsrPipeline:
         self.decoder = TextDecoder(info, decoder)
         self.aligner = aligner
 
+    def _rest(self, decoder) -> None:
+        """`decoder` is not needed until the other model has had its turn. With an aligner the two decoders
+        take turns: the one not running gives back its context and, where mapping them again is cheap (on the
+        CPU: TextDecoder.weights_releasable), its weights too, so the job's peak memory holds one decoder's
+        weights, not both."""
+        turns = self.aligner is not None and self.aligner.decoder.weights_releasable
+        if turns and self.decoder.weights_releasable:
+            decoder.release_weights()
+        else:
+            decoder.release_context()
+
     def transcribe_stream(
         self,
         blocks: Iterable[np.ndarray],
@@ -100,6 +111,8 @@ class AsrPipeline:
         index = 0
         first = int(round(start_seconds * self.info.mel.sampling_rate))
         chunks = iter_chunks(self._counted(blocks, info, start_seconds), options.chunking, first_sample=first)
+        if self.aligner is not None:  # loaded to check it, or by the last input: this batch decodes first
+            self._rest(self.aligner.decoder)
         for group in _groups(chunks, options.first_batch_size or options.batch_size, options.batch_size):
             results = self.transcribe_chunks(
                 [chunk.audio for chunk in group],
@@ -116,7 +129,7 @@ class AsrPipeline:
                 temperatures=None if options.temperature_fallback else self.decoder.options.temperatures[:1],
             )
             if self.aligner is not None:
-                self.decoder.release_context()  # its KV cache is not needed while the aligner runs
+                self._rest(self.decoder)  # the batch's text is parsed: the aligner's turn
             for chunk, result in zip(group, results, strict=True):
                 if on_progress is not None:
                     on_progress(chunk.end_seconds)
@@ -125,7 +138,7 @@ class AsrPipeline:
                     index += 1
                     yield segment
             if self.aligner is not None:
-                self.aligner.decoder.release_context()  # nor the aligner's while the next batch decodes
+                self._rest(self.aligner.decoder)  # the next batch decodes
 
     def _segment(self, chunk, result: ChunkResult, index: int, info: TranscriptionInfo) -> Segment | None:
         parsed = result.parsed

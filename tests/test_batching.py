@@ -148,3 +148,45 @@ def test_the_kv_cache_is_given_back_while_the_aligner_runs(models):
     assert all(states) and len(made) >= 3  # freed after every batch, made again for the next
     assert kept.decoder.ctx is not None
     assert freed.aligner.decoder.ctx is None  # the aligner's too, once a batch's segments are timed
+
+
+def test_the_two_decoders_take_turns_with_their_weights(models, monkeypatch):
+    """On the CPU, the ASR decoder and the aligner never hold their weights at once: the aligner's are unmapped
+    while a batch decodes and the ASR decoder's while the aligner times that batch, each mapped again on its
+    next turn (the page cache makes that cheap). The job's peak then holds one decoder's weights (0.6B q8_0:
+    2.20 -> 1.55 GB, README Speed). Text and word times are those of both kept loaded."""
+    from qwen3asr_plugin.engine.aligner import ForcedAligner
+    from qwen3asr_plugin.engine.decoder import TextDecoder
+
+    audio = np.concatenate([speech_like(16_000 * 9, seed=s) for s in range(4)])
+    options = TranscribeOptions(chunking=ChunkOptions(max_seconds=10), batch_size=2, first_batch_size=1)
+
+    def run():
+        p = make_pipeline(models("tiny"), "f32", True)
+        p.aligner = ForcedAligner(
+            load_model_info(models("aligner-tiny")),
+            EncoderOptions(precision="fp32", device="cpu"),
+            DecoderOptions(quant="f32", kv_f32=True),
+        )
+        resident = []  # (who runs, is the other's model mapped)
+        generate, classes = p.decoder.generate_batch, p.aligner.slot_classes
+        p.decoder.generate_batch = lambda *a, **k: (
+            resident.append(("asr", p.aligner.decoder.model is not None)),
+            generate(*a, **k),
+        )[1]
+        p.aligner.slot_classes = lambda *a: (
+            resident.append(("aligner", p.decoder.model is not None)),
+            classes(*a),
+        )[1]
+        segments, _ = p.transcribe_stream(iter([audio]), options)
+        return list(segments), resident
+
+    turns, resident = run()
+    assert {who for who, _ in resident} == {"asr", "aligner"} and len(resident) >= 6
+    assert not any(other for _, other in resident), resident  # never both mapped
+    monkeypatch.setattr(TextDecoder, "weights_releasable", property(lambda self: False))
+    kept, resident = run()
+    assert all(other for who, other in resident if who == "aligner")  # the ASR decoder stayed loaded
+    assert [s.tokens for s in turns] == [s.tokens for s in kept] and len(turns) >= 3
+    assert [s.words for s in turns] == [s.words for s in kept]
+    assert all(s.words for s in turns)
