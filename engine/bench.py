@@ -133,8 +133,8 @@ def run_bench(
             bytes_read=steps * decoder.path.stat().st_size,
         )
     )
-    # While the aligner runs, the ASR decoder gives back its weights where that is cheap, as in the pipeline
-    # (engine/pipeline.py: the two decoders take turns), so the peak memory is the job's.
+    # While the aligner runs, the ASR model gives back its weights where that is cheap, as in the pipeline
+    # (engine/pipeline.py: the ASR model and the aligner take turns), so the peak memory is the job's.
     if aligner_info is not None:
         from .aligner import ForcedAligner, split_units
 
@@ -142,6 +142,8 @@ def run_bench(
             decoder.release_weights()
         else:
             decoder.release_context()
+        if encoder.releasable:
+            encoder.release()
 
         t0 = time.perf_counter()
         aligner = ForcedAligner(

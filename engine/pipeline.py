@@ -74,16 +74,18 @@ class AsrPipeline:
         self.decoder = TextDecoder(info, decoder)
         self.aligner = aligner
 
-    def _rest(self, decoder) -> None:
-        """`decoder` is not needed until the other model has had its turn. With an aligner the two decoders
-        take turns: the one not running gives back its context and, where mapping them again is cheap (on the
-        CPU: TextDecoder.weights_releasable), its weights too, so the job's peak memory holds one decoder's
+    def _rest(self, model) -> None:
+        """`model` (this pipeline's ASR model or its aligner) is not needed until the other has had its turn.
+        With an aligner the two take turns: the one not running gives back its decoder's context and, where
+        making them again is cheap (on the CPU: TextDecoder.weights_releasable, AudioEncoder.releasable), its
+        decoder's weights and its encoder's sessions too, so the job's peak memory holds one model's
         weights, not both."""
-        turns = self.aligner is not None and self.aligner.decoder.weights_releasable
-        if turns and self.decoder.weights_releasable:
-            decoder.release_weights()
+        if model.decoder.weights_releasable:
+            model.decoder.release_weights()
         else:
-            decoder.release_context()
+            model.decoder.release_context()
+        if model.encoder.releasable:
+            model.encoder.release()
 
     def transcribe_stream(
         self,
@@ -112,7 +114,7 @@ class AsrPipeline:
         first = int(round(start_seconds * self.info.mel.sampling_rate))
         chunks = iter_chunks(self._counted(blocks, info, start_seconds), options.chunking, first_sample=first)
         if self.aligner is not None:  # loaded to check it, or by the last input: this batch decodes first
-            self._rest(self.aligner.decoder)
+            self._rest(self.aligner)
         for group in _groups(chunks, options.first_batch_size or options.batch_size, options.batch_size):
             results = self.transcribe_chunks(
                 [chunk.audio for chunk in group],
@@ -129,7 +131,7 @@ class AsrPipeline:
                 temperatures=None if options.temperature_fallback else self.decoder.options.temperatures[:1],
             )
             if self.aligner is not None:
-                self._rest(self.decoder)  # the batch's text is parsed: the aligner's turn
+                self._rest(self)  # the batch's text is parsed: the aligner's turn
             for chunk, result in zip(group, results, strict=True):
                 if on_progress is not None:
                     on_progress(chunk.end_seconds)
@@ -138,7 +140,7 @@ class AsrPipeline:
                     index += 1
                     yield segment
             if self.aligner is not None:
-                self._rest(self.aligner.decoder)  # the next batch decodes
+                self._rest(self.aligner)  # the next batch decodes
 
     def _segment(self, chunk, result: ChunkResult, index: int, info: TranscriptionInfo) -> Segment | None:
         parsed = result.parsed

@@ -150,13 +150,14 @@ def test_the_kv_cache_is_given_back_while_the_aligner_runs(models):
     assert freed.aligner.decoder.ctx is None  # the aligner's too, once a batch's segments are timed
 
 
-def test_the_two_decoders_take_turns_with_their_weights(models, monkeypatch):
-    """On the CPU, the ASR decoder and the aligner never hold their weights at once: the aligner's are unmapped
-    while a batch decodes and the ASR decoder's while the aligner times that batch, each mapped again on its
-    next turn (the page cache makes that cheap). The job's peak then holds one decoder's weights (0.6B q8_0:
-    2.20 -> 1.55 GB, README Speed). Text and word times are those of both kept loaded."""
+def test_the_asr_model_and_the_aligner_take_turns_with_their_weights(models, monkeypatch):
+    """On the CPU, the ASR model and the aligner never hold their weights at once: the aligner's decoder is
+    unmapped and its encoder sessions closed while a batch decodes, the ASR model's while the aligner times
+    that batch, each made again on its next turn (the page cache makes that cheap). The job's peak then holds
+    one model's weights (README Speed). Text and word times are those of both kept loaded."""
     from qwen3asr_plugin.engine.aligner import ForcedAligner
     from qwen3asr_plugin.engine.decoder import TextDecoder
+    from qwen3asr_plugin.engine.encoder import AudioEncoder
 
     audio = np.concatenate([speech_like(16_000 * 9, seed=s) for s in range(4)])
     options = TranscribeOptions(chunking=ChunkOptions(max_seconds=10), batch_size=2, first_batch_size=1)
@@ -172,12 +173,14 @@ def test_the_two_decoders_take_turns_with_their_weights(models, monkeypatch):
         generate, classes = p.decoder.generate_batch, p.aligner.slot_classes
         p.decoder.generate_batch = lambda *a, **k: (
             resident.append(("asr", p.aligner.decoder.model is not None)),
+            resident.append(("asr", p.aligner.encoder._backend is not None)),
             generate(*a, **k),
-        )[1]
+        )[2]
         p.aligner.slot_classes = lambda *a: (
             resident.append(("aligner", p.decoder.model is not None)),
+            resident.append(("aligner", p.encoder._backend is not None)),
             classes(*a),
-        )[1]
+        )[2]
         segments, _ = p.transcribe_stream(iter([audio]), options)
         return list(segments), resident
 
@@ -185,6 +188,7 @@ def test_the_two_decoders_take_turns_with_their_weights(models, monkeypatch):
     assert {who for who, _ in resident} == {"asr", "aligner"} and len(resident) >= 6
     assert not any(other for _, other in resident), resident  # never both mapped
     monkeypatch.setattr(TextDecoder, "weights_releasable", property(lambda self: False))
+    monkeypatch.setattr(AudioEncoder, "releasable", property(lambda self: False))
     kept, resident = run()
     assert all(other for who, other in resident if who == "aligner")  # the ASR decoder stayed loaded
     assert [s.tokens for s in turns] == [s.tokens for s in kept] and len(turns) >= 3
