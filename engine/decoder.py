@@ -143,6 +143,7 @@ class TextDecoder:
         mp.use_extra_bufts = options.extra_buffer_types
         self.path = path
         self._model_params = mp
+        self._closed = False
         self.model = self._load_model()
         # The aligner's model outputs its timestamp classes and has no tokenizer: that is in a vocabulary-only
         # GGUF beside it, and its inputs are looked up in its embedding table (engine/gguf_export.py notes).
@@ -180,6 +181,7 @@ class TextDecoder:
         clear_errors()
         model = self.L.llama_model_load_from_file(str(self.path).encode(), self._model_params)
         if not model:
+            reason = f" ({last_error()})" if last_error() else ""
             if self.device is not None:
                 raise ModelError(
                     f"{self.path}: llama.cpp cannot load it on GPU {self.device.index} "
@@ -187,16 +189,29 @@ class TextDecoder:
                     "is full, offload fewer layers (--gpu-layers N) or use --device cpu"
                 )
             raise ModelError(
-                f"{self.path}: llama.cpp cannot load it; convert the model again (`qwen3asr convert`)"
+                f"{self.path}: llama.cpp cannot load it{reason}; convert the model again (`qwen3asr convert`)"
             )
         return model
 
     def _weights(self):
-        """The llama.cpp model, mapped again if release_weights gave it back."""
+        """The llama.cpp model, mapped again if release_weights gave it back. The file is checked again against
+        model.json first (size and both ends: engine/model_folder.py ModelInfo.path), since the folder may have
+        been removed or converted again since the job began."""
         if not self.model:
-            self.model = self._load_model()
+            if self._closed:
+                raise ModelError(f"{self.path}: the decoder was closed")
+            self.info.path(self.path.name)
+            model = self._load_model()
+            L = self.L
+            if L.llama_model_n_embd(model) != self.n_embd or (
+                self._vocab_model is None
+                and L.llama_vocab_n_tokens(L.llama_model_get_vocab(model)) != self.n_vocab
+            ):
+                L.llama_model_free(model)
+                raise ModelError(f"{self.path}: changed since the job began (dims differ); run the job again")
+            self.model = model
             if self._vocab_model is None:
-                self._vocab = self.L.llama_model_get_vocab(self.model)
+                self._vocab = L.llama_model_get_vocab(model)
         return self.model
 
     @property
@@ -298,6 +313,7 @@ class TextDecoder:
             self.ctx = None
 
     def close(self) -> None:
+        self._closed = True
         self._free_context()
         if getattr(self, "model", None):
             self.L.llama_model_free(self.model)

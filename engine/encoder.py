@@ -48,15 +48,15 @@ def _read_ahead(path) -> None:
     allows it (posix_fadvise): unpacked weights are read through a memory map, page fault by page fault as the
     first run touches them, which from a cold disk cache took twice as long as reading the file whole (0.6B
     fp32 aligner encoder: the first subtitle 14.3 -> 29.7 s after the page cache was dropped)."""
-    advise = getattr(os, "posix_fadvise", None)
-    if advise is None:
+    advise, willneed = getattr(os, "posix_fadvise", None), getattr(os, "POSIX_FADV_WILLNEED", None)
+    if advise is None or willneed is None:
         return
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:
-        advise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        advise(fd, 0, 0, willneed)
     except OSError:
         pass
     finally:

@@ -70,9 +70,11 @@ class AsrPipeline:
                 f"{info.text.hidden_size} wide; convert the model again (`qwen3asr convert`)"
             )
         self.info = info
+        self.aligner = aligner
+        if aligner is not None:  # loaded (to check it) before this model: never resident together
+            self._rest(aligner)
         self.encoder = AudioEncoder(info, encoder)
         self.decoder = TextDecoder(info, decoder)
-        self.aligner = aligner
 
     def _rest(self, model) -> None:
         """`model` (this pipeline's ASR model or its aligner) is not needed until the other has had its turn.
@@ -130,7 +132,7 @@ class AsrPipeline:
                 # Without the fallback, only the schedule's first (greedy) temperature.
                 temperatures=None if options.temperature_fallback else self.decoder.options.temperatures[:1],
             )
-            if self.aligner is not None:
+            if self.aligner is not None and any(r.parsed.text and not r.parsed.no_speech for r in results):
                 self._rest(self)  # the batch's text is parsed: the aligner's turn
             for chunk, result in zip(group, results, strict=True):
                 if on_progress is not None:

@@ -194,3 +194,36 @@ def test_the_asr_model_and_the_aligner_take_turns_with_their_weights(models, mon
     assert [s.tokens for s in turns] == [s.tokens for s in kept] and len(turns) >= 3
     assert [s.words for s in turns] == [s.words for s in kept]
     assert all(s.words for s in turns)
+
+
+def test_a_model_file_gone_between_turns_fails_in_one_line(models, tmp_path):
+    """The ASR model's weights are mapped again on each turn, so a folder changed while a job runs is checked
+    again (model.json's size and ends) and fails with the file and the fix, not with llama.cpp's crash or
+    another model's output."""
+    import shutil
+
+    from qwen3asr_plugin.engine.aligner import ForcedAligner
+    from qwen3asr_plugin.engine.errors import ModelError
+
+    folder = tmp_path / "asr"
+    shutil.copytree(models("tiny"), folder)
+    p = AsrPipeline(
+        load_model_info(folder),
+        EncoderOptions(precision="fp32", device="cpu"),
+        DecoderOptions(quant="f32", kv_f32=True, temperatures=(0.0,)),
+        aligner=ForcedAligner(
+            load_model_info(models("aligner-tiny")),
+            EncoderOptions(precision="fp32", device="cpu"),
+            DecoderOptions(quant="f32", kv_f32=True),
+        ),
+    )
+    # The aligner, loaded first to check it, rests before the ASR model loads: never resident together.
+    assert p.aligner.decoder.model is None and p.aligner.encoder._backend is None
+    audio = np.concatenate([speech_like(16_000 * 9, seed=s) for s in range(3)])
+    options = TranscribeOptions(chunking=ChunkOptions(max_seconds=10), batch_size=1, first_batch_size=1)
+    segments, _ = p.transcribe_stream(iter([audio]), options)
+    first = next(segments)  # the first batch is decoded and aligned; the ASR model rests
+    assert first.words and p.decoder.model is None
+    (folder / "decoder.f32.gguf").unlink()
+    with pytest.raises(ModelError, match=r"decoder\.f32\.gguf: missing; convert the model again"):
+        list(segments)
