@@ -227,3 +227,28 @@ def test_a_model_file_gone_between_turns_fails_in_one_line(models, tmp_path):
     (folder / "decoder.f32.gguf").unlink()
     with pytest.raises(ModelError, match=r"decoder\.f32\.gguf: missing; convert the model again"):
         list(segments)
+
+
+def test_a_batch_with_nothing_said_keeps_the_asr_model_loaded(models):
+    """The aligner only has a turn when a batch has text to time: after a batch in which the model heard no
+    speech, the ASR model keeps its weights and encoder sessions for the next batch (no swap of about 0.3 s)."""
+    from dataclasses import replace
+
+    from qwen3asr_plugin.engine.aligner import ForcedAligner
+    from qwen3asr_plugin.engine.asr_output import ParsedOutput
+
+    p = make_pipeline(models("tiny"), "f32", True)
+    p.aligner = ForcedAligner(
+        load_model_info(models("aligner-tiny")),
+        EncoderOptions(precision="fp32", device="cpu"),
+        DecoderOptions(quant="f32", kv_f32=True),
+    )
+    chunks = p.transcribe_chunks
+    silent = ParsedOutput(language=None, text="", no_speech=True)
+    p.transcribe_chunks = lambda *a, **k: [replace(r, parsed=silent) for r in chunks(*a, **k)]
+    audio = np.concatenate([speech_like(16_000 * 9, seed=s) for s in range(2)])
+    options = TranscribeOptions(chunking=ChunkOptions(max_seconds=10), batch_size=1, first_batch_size=1)
+    segments, _ = p.transcribe_stream(iter([audio]), options)
+    assert list(segments) == []
+    assert p.decoder.model is not None and p.encoder._backend is not None
+    assert p.aligner.decoder.model is None
