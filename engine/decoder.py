@@ -224,7 +224,7 @@ class TextDecoder:
     def weights_releasable(self) -> bool:
         """Whether release_weights gives memory back cheaply: on the CPU the weights are the GGUF file mapped
         into memory (llama.cpp's default mmap, no repacked copies), so mapping them again reads the page cache
-        (about 0.16 s for the 0.6B model's 637 MB q8_0 GGUF on a 2-core Zen 2); on a GPU they would be uploaded
+        (0.15-0.26 s for the 0.6B model's 637 MB q8_0 GGUF on a 2-core Zen 4); on a GPU they would be uploaded
         again."""
         return self.device is None and not self.options.extra_buffer_types
 

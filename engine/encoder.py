@@ -128,9 +128,6 @@ class AudioEncoder:
             so.add_session_config_entry("session.disable_prepacking", "1")
         if options.threads:
             so.intra_op_num_threads = options.threads
-        for name in (frontend_file(self.precision), backend_file(self.precision)):
-            if name + ".data" in info.files:
-                info.path(name + ".data")  # external weights: present, the right size, intact ends
         self._session_options = so
         self._providers = providers
         self._frontend = self._backend = None
@@ -141,10 +138,11 @@ class AudioEncoder:
         import onnxruntime as ort
 
         info, so = self.info, self._session_options
-        if self.releasable:
-            for name in (frontend_file(self.precision), backend_file(self.precision)):
-                if name + ".data" in info.files:
-                    _read_ahead(info.path(name + ".data"))
+        for name in (frontend_file(self.precision), backend_file(self.precision)):
+            if name + ".data" in info.files:
+                data = info.path(name + ".data")  # external weights: present, the right size, intact ends
+                if self.releasable:
+                    _read_ahead(data)
         names = [p for p, _ in self._providers]
         opts = [o for _, o in self._providers]
         try:
