@@ -118,6 +118,30 @@ def test_joined_sentences_keep_exact_times_and_one_language():
         assert u.text.count("." if u.language == "English" else "。") >= 1 and joiner in u.text
 
 
+def test_padding_moves_the_words_with_the_speech():
+    """speech.padded (what train.py's --lead adds): the same samples, later by the lead; the times move with
+    them; the text is untouched."""
+    rng = np.random.default_rng(11)
+    stream = speech.dataset("train", 100, seed=6)
+    leads = []
+    for _ in range(12):
+        u = next(stream)
+        p = speech.padded(rng, u, 6.0, 3.0)
+        near = int(round((p.words[0].start - u.words[0].start) * SR))  # times are kept to 0.1 ms
+        lead = next(
+            n
+            for n in range(max(0, near - 2), near + 3)
+            if np.array_equal(p.audio[n : n + u.audio.size], u.audio)
+        )
+        leads.append(lead / SR)
+        assert lead <= 6 * SR and p.audio.size - u.audio.size - lead <= 3 * SR
+        for a, b in zip(p.words, u.words, strict=True):
+            assert a.word == b.word and abs((a.start - b.start) - lead / SR) < 2e-4
+            assert abs((a.end - b.end) - lead / SR) < 2e-4
+        assert (p.text, p.language, p.voice) == (u.text, u.language, u.voice)
+    assert min(leads) == 0.0 and max(leads) > 2.0  # some with nothing before, some with seconds
+
+
 def test_one_call_speaks_the_whole_vocabulary_cut_at_the_breaks():
     """`vocabulary` cuts one espeak-ng call into units: one piece per unit, in order (a piece shifted by one
     would not follow the lengths of the units spoken alone), and each is sound from end to end."""

@@ -46,6 +46,7 @@ def test_training_writes_an_official_checkpoint_that_converts_and_runs(tmp_path)
         save_every=2,
         encoder_steps=1,
         guided=1.0,
+        lead=3.0,  # speech.padded in the batches
     )
     assert lines[0].startswith("step      1  loss   -    frames ")  # the encoder's phase
     assert lines[-1].startswith("trained 3 steps")
@@ -146,7 +147,7 @@ def test_aligner_training_writes_an_official_aligner_that_converts_and_times_wor
     asr = new_checkpoint(tmp_path / "asr", seed=0)
     lines: list[str] = []
     folder = align.train(
-        asr, tmp_path / "aligner", steps=2, minutes=5, batch_size=2, log=lines.append, workers=0
+        asr, tmp_path / "aligner", steps=2, minutes=5, batch_size=2, log=lines.append, workers=0, lead=6.0
     )
     assert lines[0].startswith("step      1  loss ") and lines[-1].startswith("trained ")
     fresh = align.new_checkpoint(tmp_path / "random", seed=0)
