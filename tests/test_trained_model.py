@@ -168,3 +168,36 @@ def test_aligner_training_writes_an_official_aligner_that_converts_and_times_wor
     ]
     assert len(words) == len(u.words)
     assert all(0 <= w.start <= w.end <= u.seconds for w in words)
+
+
+def test_a_continued_run_trains_only_the_new_heads_first(tmp_path):
+    """train.py --init with --head-steps: the training-only heads (not saved with a checkpoint) learn alone
+    first, so the saved weights are the started-from ones, bit for bit, until those steps are done."""
+    from safetensors import safe_open
+
+    from tests.fixtures.trained.train import train
+
+    start = Path(__file__).parent / "fixtures" / "trained" / "asr"
+    lines: list[str] = []
+    folder = train(
+        tmp_path / "ckpt",
+        steps=2,
+        minutes=5,
+        batch_size=2,
+        seed=0,
+        lr=1e-3,
+        log=lines.append,
+        init=start,
+        head_steps=2,
+        guided=1.0,
+        lead=2.0,
+    )
+    assert lines[0] == f"started from the weights in {start}" and lines[-1].startswith("trained ")
+    with (
+        safe_open(str(folder / "model.safetensors"), "np") as f,
+        safe_open(str(start / "model.safetensors"), "np") as g,
+    ):
+        names = list(f.keys())
+        assert names == list(g.keys())
+        changed = [name for name in names if not np.array_equal(f.get_tensor(name), g.get_tensor(name))]
+    assert changed == []
